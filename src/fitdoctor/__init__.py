@@ -1,0 +1,52 @@
+"""fitdoctor: find out why a regression model's training does not converge, prove it, repair it.
+
+Public API (imported lazily, so that ``import fitdoctor`` does not import Keras until needed)::
+
+    fitdoctor.diagnose(model, X, y, ...)          -> Report        checks before training (+ probe)
+    fitdoctor.Monitor(...)                        Keras callback   diagnosis while training
+    fitdoctor.diagnose_history(history, y=...)    -> Report        diagnosis of a finished run
+    fitdoctor.compare(model, X, y, grid=...)      -> Comparison    vectorised experiments
+    fitdoctor.find_lr(model, X, y)                -> LRFinder      learning-rate range test
+    fitdoctor.repair(model, X, y, ...)            -> Repair        repaired, portable model
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "diagnose": "fitdoctor.diagnose",
+    "Report": "fitdoctor.report",
+    "Finding": "fitdoctor.findings",
+    "Fix": "fitdoctor.findings",
+    "Reference": "fitdoctor.reference",
+    "compute_reference": "fitdoctor.reference",
+    "RULES": "fitdoctor.rules",
+    "get_rule": "fitdoctor.rules",
+    "InputError": "fitdoctor.errors",
+    "load_dataset": "fitdoctor.data.loading",
+    "load_example": "fitdoctor.examples",
+    "Monitor": "fitdoctor.monitor",
+    "diagnose_history": "fitdoctor.monitor",
+    "compare": "fitdoctor.experiments",
+    "Comparison": "fitdoctor.experiments",
+    "find_lr": "fitdoctor.experiments",
+    "repair": "fitdoctor.repair",
+    "Repair": "fitdoctor.repair",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name])
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fitdoctor' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

@@ -1,0 +1,78 @@
+"""The ``fitdoctor`` command line.
+
+Each verb lives in its own module exposing ``add_parser(subparsers)`` and ``run(args) -> int``.
+Exit codes: 0 clean, 1 findings (or a repair that did not reach the optimum), 2 usage or input
+error (one line on stderr, never a traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+#: the verbs, in the order ``--help`` lists them (module names under fitdoctor.cli)
+COMMANDS = ["check", "check_log", "compare", "lr_find", "fix", "explain", "rules", "demo"]
+
+DESCRIPTION = """\
+Find out why a regression model's training does not converge, prove it, and repair it.
+
+fitdoctor compares your training loss with what is achievable on the same data (the mean
+predictor, the least-squares fit, a nonlinear reference), names the cause of the gap with
+numbers (unscaled features or targets, Adam on large targets, learning rate, capacity, output
+activation, loss...), confirms it by short controlled experiments, and repairs the model.
+"""
+
+EPILOG = """\
+examples:
+  fitdoctor demo                                        run the bundled examples
+  fitdoctor check data.csv --target income --optimizer adam --lr 0.01 --epochs 200
+  fitdoctor check-log training.log --target-var 6.9e7  diagnose a CSVLogger file
+  fitdoctor compare data.csv --target income            optimizers x learning rates x scaling
+  fitdoctor lr-find data.csv --target income            learning-rate range test
+  fitdoctor fix data.csv --target income --output fixed/   repaired model + fix.py
+  fitdoctor explain adam-large-target                   what a finding means
+
+exit codes: 0 no problem found, 1 problems found, 2 bad usage or unreadable input
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, like every other input error
+        self.exit(2, f"fitdoctor: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="fitdoctor", description=DESCRIPTION, epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"fitdoctor {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from ..errors import InputError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args))
+    except InputError as exc:
+        sys.stderr.write(f"fitdoctor: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("fitdoctor: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Options and helpers shared by the CLI verbs."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..errors import InputError, UsageError
+
+FORMATS = ("text", "json", "markdown", "html")
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", metavar="DATA", help="CSV (delimiter sniffed), Parquet or .npz (arrays X and y) file")
+    p.add_argument("--target", metavar="COL", help="the column to predict (required for CSV and Parquet)")
+
+
+def add_config_args(p: argparse.ArgumentParser, *, lr_help: str = "learning rate (default: the optimizer's Keras default)") -> None:
+    g = p.add_argument_group("training configuration (read from --model when it is compiled)")
+    g.add_argument("--model", metavar="FILE.keras", help="your Keras model; without it the seed's linear model (one Dense unit) is assumed")
+    g.add_argument("--optimizer", metavar="NAME", help="Keras optimizer name: adam, sgd, rmsprop, adagrad, ... (default: adam)")
+    g.add_argument("--lr", type=float, metavar="LR", help=lr_help)
+    g.add_argument("--loss", metavar="NAME", help="Keras loss name: mse, mae, huber, ... (default: mse)")
+    g.add_argument("--epochs", type=_positive_int, metavar="N", help="epochs you train for (default: 200)")
+    g.add_argument("--batch-size", type=_positive_int, metavar="N", help="batch size (default: 32)")
+
+
+def add_output_args(p: argparse.ArgumentParser, formats=FORMATS) -> None:
+    p.add_argument("--format", choices=formats, default="text", help="output format (default: text)")
+    p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, received {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, received {text!r}")
+    return v
+
+
+def load_model_file(path: str):
+    """Load a ``.keras`` file, or raise a one-line InputError."""
+    if not os.path.exists(path):
+        raise InputError(f"model file {path} does not exist: check the path given to --model")
+    import zipfile
+
+    if not path.endswith((".keras", ".h5")) or (path.endswith(".keras") and not zipfile.is_zipfile(path)):
+        raise InputError(f"{path} is not a Keras model file: save your model with model.save('model.keras') and pass that file")
+    import keras
+
+    try:
+        return keras.saving.load_model(path, compile=True)
+    except Exception as exc:
+        msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot load {path} as a Keras model ({msg}): save it with model.save('model.keras') in Keras 3") from None
+
+
+def write_output(text_or_bytes, path: str | None) -> None:
+    """Write to ``path`` (parents created), or stdout when path is None."""
+    if path is None:
+        if isinstance(text_or_bytes, bytes):
+            sys.stdout.buffer.write(text_or_bytes)
+        else:
+            sys.stdout.write(text_or_bytes)
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+        mode = "wb" if isinstance(text_or_bytes, bytes) else "w"
+        with open(path, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as fh:
+            fh.write(text_or_bytes)
+    except OSError as exc:
+        raise InputError(f"cannot write {path} ({exc.strerror}): choose another --output") from None
+
+
+def progress(total: int | None = None, desc: str = "", *, disable: bool | None = None):
+    """A tqdm progress bar on stderr, hidden when stderr is not a terminal (unless forced)."""
+    from tqdm.auto import tqdm
+
+    if disable is None:
+        disable = not sys.stderr.isatty() and not os.environ.get("FITDOCTOR_PROGRESS")
+    return tqdm(total=total, desc=desc, file=sys.stderr, disable=disable, leave=False)
+
+
+def check_usage(condition: bool, message: str) -> None:
+    if not condition:
+        raise UsageError(message)

@@ -1,0 +1,277 @@
+"""Describe a Keras model and its training configuration as plain values.
+
+Nothing here modifies the model: we read layer configs, weights (copies) and the compiled
+optimizer's hyper-parameters only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+#: Keras' default learning rates, used when only an optimizer name is given.
+DEFAULT_LR = {
+    "adam": 1e-3, "adamw": 1e-3, "adamax": 1e-3, "nadam": 1e-3, "rmsprop": 1e-3, "adagrad": 1e-3,
+    "adadelta": 1e-3, "sgd": 1e-2, "ftrl": 1e-3, "lion": 1e-3, "lamb": 1e-3,
+}
+#: optimizers whose step is roughly lr * sign(gradient): their steps do not grow with the gradient
+ADAPTIVE = {"adam", "adamw", "adamax", "nadam", "rmsprop", "adagrad", "adadelta", "lion", "lamb"}
+
+_LOSS_ALIASES = {
+    "mse": "mse", "mean_squared_error": "mse", "meansquarederror": "mse",
+    "mae": "mae", "mean_absolute_error": "mae", "meanabsoluteerror": "mae",
+    "huber": "huber", "huber_loss": "huber",
+    "log_cosh": "log_cosh", "logcosh": "log_cosh",
+    "msle": "msle", "mean_squared_logarithmic_error": "msle", "meansquaredlogarithmicerror": "msle",
+    "mape": "mape", "mean_absolute_percentage_error": "mape", "meanabsolutepercentageerror": "mape",
+    "binary_crossentropy": "binary_crossentropy", "binarycrossentropy": "binary_crossentropy",
+    "categorical_crossentropy": "categorical_crossentropy",
+    "categoricalcrossentropy": "categorical_crossentropy",
+    "sparse_categorical_crossentropy": "sparse_categorical_crossentropy",
+    "sparsecategoricalcrossentropy": "sparse_categorical_crossentropy",
+    "binary_focal_crossentropy": "binary_focal_crossentropy",
+    "binaryfocalcrossentropy": "binary_focal_crossentropy",
+    "hinge": "hinge", "squared_hinge": "squared_hinge", "squaredhinge": "squared_hinge",
+    "categorical_hinge": "categorical_hinge", "categoricalhinge": "categorical_hinge",
+    "kl_divergence": "kl_divergence", "kld": "kl_divergence", "kldivergence": "kl_divergence",
+    "poisson": "poisson", "cosine_similarity": "cosine_similarity",
+    "cosinesimilarity": "cosine_similarity",
+}
+CLASSIFICATION_LOSSES = {
+    "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
+    "binary_focal_crossentropy", "hinge", "squared_hinge", "categorical_hinge", "kl_divergence",
+}
+#: range each output activation can reach
+ACTIVATION_RANGE = {
+    "sigmoid": (0.0, 1.0), "hard_sigmoid": (0.0, 1.0), "softmax": (0.0, 1.0),
+    "tanh": (-1.0, 1.0), "softsign": (-1.0, 1.0), "hard_tanh": (-1.0, 1.0),
+    "relu": (0.0, np.inf), "softplus": (0.0, np.inf), "elu": (-1.0, np.inf),
+    "selu": (-1.7581, np.inf), "relu6": (0.0, 6.0), "exponential": (0.0, np.inf),
+}
+LINEAR_ACTIVATIONS = {"linear", None, "None"}
+
+
+def canonical_loss(loss: Any) -> str:
+    """Map a Keras loss (string, function or object) to a canonical lower-case name."""
+    if loss is None:
+        return "mse"
+    if isinstance(loss, str):
+        key = loss
+    else:
+        key = getattr(loss, "name", None) or getattr(loss, "__name__", None) or type(loss).__name__
+    key = str(key).lower()
+    return _LOSS_ALIASES.get(key, _LOSS_ALIASES.get(key.replace("_", ""), key))
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """The configuration a model is (or will be) trained with."""
+
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    loss: str = "mse"
+    epochs: int | None = None
+    batch_size: int | None = 32
+    momentum: float = 0.0
+    clipnorm: float | None = None
+    huber_delta: float = 1.0
+
+    @property
+    def adaptive(self) -> bool:
+        return self.optimizer in ADAPTIVE
+
+    def steps(self, n_rows: int) -> int | None:
+        """Optimizer steps in the whole run: epochs x ceil(n / batch_size)."""
+        if self.epochs is None:
+            return None
+        bs = self.batch_size or 32
+        return int(self.epochs * int(np.ceil(max(n_rows, 1) / bs)))
+
+    def replace(self, **kw) -> "TrainingConfig":
+        return replace(self, **kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _optimizer_name(opt: Any) -> str:
+    if isinstance(opt, str):
+        return opt.lower()
+    return type(opt).__name__.lower()
+
+
+def _optimizer_lr(opt: Any) -> float | None:
+    lr = getattr(opt, "learning_rate", None)
+    if lr is None:
+        return None
+    try:
+        return float(np.asarray(lr))
+    except (TypeError, ValueError):
+        try:  # a schedule: its initial value
+            return float(lr(0))
+        except Exception:
+            return None
+
+
+def read_training_config(
+    model=None, *, optimizer=None, learning_rate=None, loss=None, epochs=None, batch_size=None
+) -> TrainingConfig:
+    """Configuration from explicit arguments, else the compiled model, else Keras defaults."""
+    opt_obj = optimizer
+    if opt_obj is None and model is not None:
+        opt_obj = getattr(model, "optimizer", None)
+    name = _optimizer_name(opt_obj) if opt_obj is not None else "adam"
+    lr = learning_rate
+    if lr is None and opt_obj is not None and not isinstance(opt_obj, str):
+        lr = _optimizer_lr(opt_obj)
+    if lr is None:
+        lr = DEFAULT_LR.get(name, 1e-3)
+    momentum = float(getattr(opt_obj, "momentum", 0.0) or 0.0) if not isinstance(opt_obj, str) else 0.0
+    clip = getattr(opt_obj, "clipnorm", None) if opt_obj is not None and not isinstance(opt_obj, str) else None
+    loss_obj = loss if loss is not None else (getattr(model, "loss", None) if model is not None else None)
+    delta = float(getattr(loss_obj, "delta", 1.0) or 1.0) if loss_obj is not None and not isinstance(loss_obj, str) else 1.0
+    return TrainingConfig(
+        optimizer=name,
+        learning_rate=float(lr),
+        loss=canonical_loss(loss_obj),
+        epochs=None if epochs is None else int(epochs),
+        batch_size=32 if batch_size is None else int(batch_size),
+        momentum=momentum if name == "sgd" else 0.0,
+        clipnorm=None if clip is None else float(clip),
+        huber_delta=delta,
+    )
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    name: str
+    class_name: str
+    units: int | None = None
+    activation: str | None = None
+    kernel_initializer: str | None = None
+    l1: float = 0.0
+    l2: float = 0.0
+    dropout: float = 0.0
+    n_params: int = 0
+    fan_in: int | None = None
+    kernel_std: float | None = None
+    bias_abs_mean: float | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the rules need to know about a model."""
+
+    n_inputs: int
+    output_units: int
+    output_activation: str | None
+    layers: tuple[LayerInfo, ...] = field(default_factory=tuple)
+    is_linear: bool = True
+    n_params: int = 0
+    assumed: bool = False  # True when no model was given and the seed's Dense(1) is assumed
+
+    @property
+    def hidden_activations(self) -> list[str]:
+        return [l.activation for l in self.layers[:-1] if l.activation is not None]
+
+    @classmethod
+    def seed_linear(cls, n_inputs: int) -> "ModelInfo":
+        """The seeds' model: ``Sequential([Dense(1)])``."""
+        layer = LayerInfo(name="dense", class_name="Dense", units=1, activation="linear",
+                          kernel_initializer="glorot_uniform", n_params=n_inputs + 1, fan_in=n_inputs)
+        return cls(n_inputs=n_inputs, output_units=1, output_activation="linear", layers=(layer,),
+                   is_linear=True, n_params=n_inputs + 1, assumed=True)
+
+
+_PASSIVE_LAYERS = {"InputLayer", "Dropout", "Normalization", "Rescaling", "Flatten", "Reshape",
+                   "GaussianNoise", "Identity", "BatchNormalization", "LayerNormalization"}
+
+
+def _activation_name(act: Any) -> str | None:
+    if act is None:
+        return None
+    if isinstance(act, str):
+        return act
+    if isinstance(act, dict):
+        return act.get("config", act).get("name") if isinstance(act.get("config", act), dict) else str(act)
+    return getattr(act, "__name__", None) or type(act).__name__.lower()
+
+
+def _reg(cfg: dict, key: str) -> tuple[float, float]:
+    r = cfg.get("kernel_regularizer")
+    if not r:
+        return 0.0, 0.0
+    c = r.get("config", r) if isinstance(r, dict) else {}
+    return float(c.get("l1", 0.0) or 0.0), float(c.get("l2", 0.0) or 0.0)
+
+
+def describe_model(model) -> ModelInfo:
+    """Read a Keras model's structure and initial-weight statistics (no modification)."""
+    layers: list[LayerInfo] = []
+    linear = True
+    for layer in _flat_layers(model):
+        cls = type(layer).__name__
+        cfg = layer.get_config()
+        act = _activation_name(cfg.get("activation"))
+        if cls == "Activation":
+            act = _activation_name(cfg.get("activation"))
+        l1, l2 = _reg(cfg, "kernel_regularizer")
+        weights = [np.asarray(w) for w in layer.get_weights()]
+        kernel = next((w for w in weights if w.ndim >= 2), None)
+        bias = next((w for w in weights if w.ndim == 1), None)
+        init = cfg.get("kernel_initializer")
+        init_name = init.get("class_name") if isinstance(init, dict) else (init if isinstance(init, str) else None)
+        info = LayerInfo(
+            name=layer.name, class_name=cls, units=cfg.get("units"), activation=act,
+            kernel_initializer=init_name, l1=l1, l2=l2, dropout=float(cfg.get("rate", 0.0) or 0.0) if cls == "Dropout" else 0.0,
+            n_params=int(sum(w.size for w in weights)),
+            fan_in=int(kernel.shape[0]) if kernel is not None else None,
+            kernel_std=float(kernel.std()) if kernel is not None else None,
+            bias_abs_mean=float(np.abs(bias).mean()) if bias is not None and bias.size else None,
+        )
+        layers.append(info)
+        if cls in _PASSIVE_LAYERS:
+            continue
+        if cls == "Dense":
+            if act not in LINEAR_ACTIVATIONS and layer is not _last_dense(model):
+                linear = False
+        elif cls == "Activation":
+            if act not in LINEAR_ACTIVATIONS:
+                linear = False
+        else:
+            linear = False
+    out_shape = model.outputs[0].shape if getattr(model, "outputs", None) else None
+    out_units = int(out_shape[-1]) if out_shape is not None and out_shape[-1] is not None else 1
+    in_shape = model.inputs[0].shape if getattr(model, "inputs", None) else None
+    n_inputs = int(in_shape[-1]) if in_shape is not None and in_shape[-1] is not None else 0
+    out_act = _output_activation(layers)
+    return ModelInfo(
+        n_inputs=n_inputs, output_units=out_units, output_activation=out_act, layers=tuple(layers),
+        is_linear=linear, n_params=int(model.count_params()) if model.built else 0,
+    )
+
+
+def _flat_layers(model):
+    out = []
+    for layer in getattr(model, "layers", []):
+        if hasattr(layer, "layers") and type(layer).__name__ in ("Sequential", "Functional", "Model"):
+            out.extend(_flat_layers(layer))
+        else:
+            out.append(layer)
+    return out
+
+
+def _last_dense(model):
+    dense = [l for l in _flat_layers(model) if type(l).__name__ == "Dense"]
+    return dense[-1] if dense else None
+
+
+def _output_activation(layers: list[LayerInfo]) -> str | None:
+    """The activation applied last: an Activation layer after the final Dense counts."""
+    for info in reversed(layers):
+        if info.class_name in ("Activation", "Dense") or info.activation is not None:
+            if info.class_name in _PASSIVE_LAYERS:
+                continue
+            return info.activation or "linear"
+    return "linear"

@@ -1,0 +1,193 @@
+"""Training a recipe: many candidates on the vectorised engine, one final run with plain ``model.fit``.
+
+The engine (:mod:`fitdoctor.experiments.engine`) trains runs of one architecture together; the
+architecture-changing parts of a recipe become a modified clone (:mod:`.surgery`). Early stopping
+and ``ReduceLROnPlateau`` are not expressible on the engine, so a recipe that asks for them is
+trained with a plain ``model.fit`` here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from . import surgery
+from .interventions import Recipe
+
+#: hidden activation used when capacity is added
+HIDDEN_ACTIVATION = "tanh"
+
+
+@dataclass
+class Trial:
+    """One training run of the ablation: its recipe, what it measured, and how to rebuild it."""
+
+    label: str
+    recipe: Recipe
+    names: tuple[str, ...]
+    final_mse: float = float("nan")
+    best_mse: float = float("nan")
+    diverged: bool = False
+    mse: list[float] = field(default_factory=list)
+    engine: str = ""
+    result: Any = None  # the engine's RunResult
+    arch_model: Any = None  # the (modified) model the run was trained from
+
+    def row(self) -> dict[str, Any]:
+        r = self.recipe
+        return {
+            "label": self.label, "interventions": list(self.names), "optimizer": r.optimizer,
+            "learning_rate": r.learning_rate, "loss": r.loss, "scale_x": r.scale_x, "scale_y": r.scale_y,
+            "output_activation": r.output_activation, "kernel_initializer": r.kernel_initializer,
+            "hidden_units": list(r.hidden_units) if r.hidden_units else None, "clipnorm": r.clipnorm,
+            "epochs": r.epochs, "final_mse": self.final_mse, "best_mse": self.best_mse,
+            "diverged": self.diverged, "engine": self.engine,
+        }
+
+    def build_model(self):
+        """The trained model (raw inputs -> original units), standard layers only."""
+        from ..experiments.engine import build_trained_model
+
+        return build_trained_model(self.arch_model, self.result)
+
+
+def arch_model(model, n_inputs: int, recipe: Recipe, seed: int, cache: dict):
+    key = recipe.architecture
+    if key not in cache:
+        cache[key] = surgery.modified_model(model, n_inputs, output_activation=recipe.output_activation,
+                                            kernel_initializer=recipe.kernel_initializer,
+                                            hidden_units=recipe.hidden_units,
+                                            hidden_activation=HIDDEN_ACTIVATION, seed=seed)
+    return cache[key]
+
+
+def run_spec(recipe: Recipe):
+    from ..experiments.engine import RunSpec
+
+    return RunSpec(optimizer=recipe.optimizer, learning_rate=float(recipe.learning_rate), loss=recipe.loss,
+                   huber_delta=float(recipe.huber_delta), scale_x=recipe.scale_x, scale_y=recipe.scale_y,
+                   epochs=int(recipe.epochs), batch_size=int(recipe.batch_size), clipnorm=recipe.clipnorm)
+
+
+def run_trials(model, X, y, trials: list[Trial], *, seed: int, cache: dict,
+               done: Callable[[int], None] | None = None) -> list[Trial]:
+    """Train every trial on the engine, grouped by architecture; identical recipes train once."""
+    from ..experiments.engine import train_runs
+
+    n_inputs = X.shape[1]
+    unique: dict[Recipe, list[Trial]] = {}
+    for t in trials:
+        unique.setdefault(t.recipe, []).append(t)
+    by_arch: dict[tuple, list[Recipe]] = {}
+    for r in unique:
+        by_arch.setdefault(r.architecture, []).append(r)
+    for recipes in by_arch.values():
+        base = arch_model(model, n_inputs, recipes[0], seed, cache)
+        results = train_runs(base, X, y, [run_spec(r) for r in recipes], seed=seed)
+        for r, res in zip(recipes, results):
+            for t in unique[r]:
+                t.final_mse = float(res.final_mse)
+                t.best_mse = float(res.best_mse)
+                t.diverged = bool(res.diverged) or not np.isfinite(res.final_mse)
+                t.mse = [float(v) for v in np.asarray(res.mse)]
+                t.engine = res.engine
+                t.result = res
+                t.arch_model = base
+        if done is not None:
+            done(sum(len(unique[r]) for r in recipes))
+    return trials
+
+
+def predict_mse(model, X, y) -> float:
+    """Training MSE in original units, measured by predicting with ``model``."""
+    pred = np.asarray(model.predict(np.asarray(X, np.float32), verbose=0, batch_size=4096), dtype=np.float64)
+    pred = pred.reshape(len(X), -1)[:, 0]
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(np.mean((pred - np.asarray(y, np.float64).reshape(-1)) ** 2))
+
+
+@dataclass
+class PlainRun:
+    model: Any
+    loss: list[float]  # per-epoch training loss, as fit reports it (standardised units when scale_y)
+    mse: list[float]  # per-epoch full-data MSE in original units
+    stopped_epoch: int
+    best_epoch: int
+
+
+def make_optimizer(recipe: Recipe):
+    import keras
+
+    cfg: dict[str, Any] = {"learning_rate": float(recipe.learning_rate)}
+    if recipe.clipnorm:
+        cfg["clipnorm"] = float(recipe.clipnorm)
+    return keras.optimizers.get({"class_name": recipe.optimizer, "config": cfg})
+
+
+def make_loss(recipe: Recipe):
+    import keras
+
+    if recipe.loss == "huber":
+        return keras.losses.Huber(delta=float(recipe.huber_delta))
+    return keras.losses.get(recipe.loss)
+
+
+def callbacks_for(recipe: Recipe) -> list:
+    """EarlyStopping that restores the best weights and ReduceLROnPlateau, both on the training loss."""
+    import keras
+
+    cbs = []
+    if recipe.early_stopping:
+        cbs.append(keras.callbacks.EarlyStopping(monitor="loss", patience=max(50, recipe.epochs // 10),
+                                                 min_delta=0.0, restore_best_weights=True))
+    if recipe.reduce_lr_on_plateau:
+        cbs.append(keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=max(15, recipe.epochs // 40),
+                                                     min_lr=float(recipe.learning_rate) * 1e-3))
+    return cbs
+
+
+def train_plain(model, X, y, recipe: Recipe, *, seed: int, cache: dict) -> PlainRun:
+    """Train ``recipe`` with a plain ``model.fit`` (callbacks included) and return the portable model."""
+    import keras
+
+    n_inputs = X.shape[1]
+    base = arch_model(model, n_inputs, recipe, seed, cache)
+    keras.utils.set_random_seed(seed)
+    core = surgery.clone(base, n_inputs)
+    X = np.asarray(X, np.float64)
+    y = np.asarray(y, np.float64).reshape(-1)
+    x_mean, x_std = X.mean(axis=0), X.std(axis=0)
+    x_std[x_std == 0] = 1.0
+    y_mean, y_std = float(y.mean()), float(y.std()) or 1.0
+    inp = keras.Input((n_inputs,), name="raw_inputs")
+    h = inp
+    if recipe.scale_x:
+        h = keras.layers.Normalization(mean=x_mean.astype(np.float32), variance=(x_std**2).astype(np.float32),
+                                       name="scale_x")(h)
+    out = core(h)
+    trainer = keras.Model(inp, out)
+    trainer.compile(optimizer=make_optimizer(recipe), loss=make_loss(recipe))
+    ym, ys = (y_mean, y_std) if recipe.scale_y else (0.0, 1.0)
+    y_train = ((y - ym) / ys).astype(np.float32)
+    if len(out.shape) >= 2:
+        y_train = y_train.reshape(-1, 1)
+    X32 = X.astype(np.float32)
+    curve: list[float] = []
+
+    class _EpochMSE(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            pred = np.asarray(keras.ops.convert_to_numpy(self.model(X32, training=False)), np.float64)
+            with np.errstate(over="ignore", invalid="ignore"):
+                curve.append(float(np.mean((pred.reshape(-1) * ys + ym - y) ** 2)))
+
+    cbs = callbacks_for(recipe)
+    hist = trainer.fit(X32, y_train, epochs=int(recipe.epochs), batch_size=int(recipe.batch_size), shuffle=True,
+                       verbose=0, callbacks=[_EpochMSE(), *cbs])
+    losses = [float(v) for v in hist.history["loss"]]
+    best_epoch = int(np.nanargmin(losses)) if losses and np.isfinite(losses).any() else len(losses) - 1
+    final = trainer
+    if recipe.scale_y:
+        final_out = keras.layers.Normalization(mean=[y_mean], variance=[y_std**2], invert=True, name="unscale_y")(out)
+        final = keras.Model(inp, final_out, name="repaired")
+    return PlainRun(model=final, loss=losses, mse=curve, stopped_epoch=len(losses), best_epoch=best_epoch)

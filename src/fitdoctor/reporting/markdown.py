@@ -1,0 +1,34 @@
+"""Markdown rendering of a report."""
+from __future__ import annotations
+
+import json
+
+from .text import fmt, summary_line
+
+
+def render_report_markdown(report) -> str:
+    out = ["# fitdoctor report", "", f"**{summary_line(report.findings)}**", ""]
+    ref = report.reference
+    if ref is not None:
+        out += ["## Reference losses (MSE, target units)", "", "| reference | MSE |", "|---|---|",
+                f"| mean predictor (var y) | {fmt(ref.mean_mse)} |", f"| least squares | {fmt(ref.linear_mse)} |"]
+        if ref.nonlinear_mse is not None:
+            out.append(f"| {ref.nonlinear_model} | {fmt(ref.nonlinear_mse)} |")
+        if report.gap is not None:
+            out.append(f"| probe run (final) | {fmt(report.probe['final_loss'])} ({fmt(report.gap)}x the optimum) |")
+        out.append("")
+    if report.notes:
+        out += ["## Notes", ""] + [f"- {n}" for n in report.notes] + [""]
+    if report.findings:
+        out += ["## Findings", ""]
+    for f in report.findings:
+        conf = " (confirmed by experiment)" if f.confirmed else ""
+        where = f", from epoch {f.epoch}" if f.epoch is not None else ""
+        out += [f"### {f.code} `{f.name}` ({f.severity}{where}){conf}", "", f.message, ""]
+        if f.evidence:
+            out += ["Evidence:", "", "```json", json.dumps(f.evidence, indent=1), "```", ""]
+        if f.fix:
+            out += [f"Fix ({'safe' if f.fix.safe else 'review first'}): {f.fix.title}", ""]
+            if f.fix.snippet:
+                out += ["```python", f.fix.snippet, "```", ""]
+    return "\n".join(out)

@@ -1,0 +1,1 @@
+"""Data family (D1xx): checks on the features and targets themselves."""

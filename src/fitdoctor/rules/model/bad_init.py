@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import numpy as np
+
+from ...findings import Fix
+from ..base import Rule
+
+#: a kernel whose std differs from the Glorot/He scale by this factor is flagged
+STD_FACTOR = 10.0
+
+
+def glorot_std(fan_in: int, fan_out: int) -> float:
+    """Glorot: Var(w) = 2 / (fan_in + fan_out)."""
+    return float(np.sqrt(2.0 / (fan_in + fan_out)))
+
+
+class BadInit(Rule):
+    """Checks for initial weights far from a variance-preserving scale.
+
+    ## What it does
+    Compares each Dense kernel's standard deviation with the Glorot scale
+    ``sqrt(2 / (fan_in + fan_out))`` (He's ``sqrt(2 / fan_in)`` is within a factor 2 of it) and
+    flags kernels 10x larger or smaller, or constant kernels (std 0 with non-zero values). It also
+    compares the spread of the initial predictions with the targets' spread.
+
+    ## Why is this bad?
+    Too-large weights multiply the activations' scale at every layer: outputs and gradients
+    explode and the first Adam or SGD steps overshoot to NaN. Too-small or constant weights make
+    every unit compute the same thing (symmetry is never broken) and the gradients vanish.
+
+    ## Example
+    ```python
+    keras.layers.Dense(64, kernel_initializer=keras.initializers.Constant(5.0))
+    ```
+
+    ## Use instead
+    ```python
+    keras.layers.Dense(64, activation="relu", kernel_initializer="he_normal")
+    ```
+    """
+
+    code = "M205"
+    name = "bad-init"
+    severity = "warning"
+
+    def detect(self, ctx):
+        if ctx.model is None:
+            return []
+        layers = [l for l in ctx.model_info.layers if l.class_name == "Dense" and l.kernel_std is not None]
+        bad = []
+        for l in layers:
+            expected = glorot_std(l.fan_in or 1, l.units or 1)
+            std = l.kernel_std or 0.0
+            ratio = std / expected
+            # identical units never differentiate (symmetry); a single unit has nothing to break
+            constant = std == 0.0 and (l.units or 1) > 1
+            too_far = std > 0 and (ratio > STD_FACTOR or ratio < 1 / STD_FACTOR)
+            if constant or too_far:
+                bad.append({"layer": l.name, "kernel_std": std, "glorot_std": expected,
+                            "ratio": ratio, "constant": bool(constant)})
+        pred = ctx.initial_predictions
+        finite = bool(np.isfinite(pred).all())
+        spread = float(np.std(pred)) / (float(ctx.yc.std()) or 1.0) if finite and len(pred) else float("inf")
+        exploding = not finite or spread > 1e3
+        if not bad and not exploding:
+            return []
+        if bad:
+            worst = max(bad, key=lambda d: abs(np.log(max(d["ratio"], 1e-300))))
+            msg = (f"layer {worst['layer']!r} starts with kernel std {worst['kernel_std']:.3g}, "
+                   f"{worst['ratio']:.3g}x the Glorot scale {worst['glorot_std']:.3g}")
+        else:
+            msg = "the initial weights make the predictions explode"
+        msg += f"; initial predictions spread {spread:.3g}x the targets' std"
+        return [self.finding(
+            msg, {"layers": bad, "initial_prediction_std_over_target_std": spread,
+                  "initial_predictions_finite": finite},
+            fix=Fix("Use the default Glorot (or He for ReLU) initialiser",
+                    'keras.layers.Dense(units, activation="relu", kernel_initializer="he_normal")',
+                    safe=False, intervention="sane_initializer"),
+        )]

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import numpy as np
+
+from ...findings import Fix
+from ...model.inspect import ACTIVATION_RANGE
+from ..base import Rule
+
+
+class OutputActivationRange(Rule):
+    """Checks that the output activation can reach the targets.
+
+    ## What it does
+    Compares the range of the last activation (sigmoid and softmax: [0, 1], tanh: [-1, 1],
+    relu: [0, inf), ...) with the targets, and reports the share of targets it cannot reach and
+    the lowest MSE any such model could achieve (the error of clipping the targets to the range).
+
+    ## Why is this bad?
+    A sigmoid output predicting incomes of 40,000 is stuck at 1.0: the loss stays near
+    ``mean(y - 1)^2`` however long you train, and the saturated sigmoid passes back almost no
+    gradient (seed 000: "using Sigmoid in the output layer can restrict the predicted values to
+    [0,1]").
+
+    ## Example
+    ```python
+    keras.layers.Dense(1, activation="sigmoid")   # targets 27,840-63,600
+    ```
+
+    ## Use instead
+    ```python
+    keras.layers.Dense(1)                         # linear output for regression
+    ```
+
+    ## Fix safety
+    Safe: a linear output can represent everything the bounded one could.
+    """
+
+    code = "M201"
+    name = "output-activation-range"
+    severity = "error"
+
+    def detect(self, ctx):
+        act = (ctx.model_info.output_activation or "linear").lower()
+        if act not in ACTIVATION_RANGE:
+            return []
+        lo, hi = ACTIVATION_RANGE[act]
+        if act == "softmax" and ctx.model_info.output_units == 1:
+            lo = hi = 1.0  # softmax over one unit is always exactly 1
+        y = ctx.yc
+        if not len(y):
+            return []
+        outside = (y < lo) | (y > hi)
+        if not outside.any():
+            return []
+        floor = float(np.mean((y - np.clip(y, lo, hi)) ** 2))
+        ref = ctx.reference
+        return [self.finding(
+            f"output activation {act!r} reaches only [{lo:g}, {hi:g}] but {outside.mean():.0%} of targets lie outside "
+            f"(range {y.min():.4g} to {y.max():.4g}); no training can get the MSE below {floor:.4g} "
+            f"({floor / max(ref.optimum(linear=True), 1e-300):.3g}x the least-squares optimum)",
+            {"activation": act, "range": [lo, hi], "fraction_outside": float(outside.mean()),
+             "target_min": float(y.min()), "target_max": float(y.max()), "mse_floor": floor,
+             "least_squares_mse": ref.linear_mse},
+            fix=Fix("Use a linear output activation",
+                    "keras.layers.Dense(1)  # no activation on the regression output", safe=True,
+                    intervention="replace_output_activation"),
+        )]

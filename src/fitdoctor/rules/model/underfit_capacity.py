@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from ...findings import Fix
+from ..base import Rule
+
+#: the nonlinear reference must beat least squares by this factor to call a linear model underfit
+GAIN = 2.0
+
+
+class UnderfitCapacity(Rule):
+    """Checks for a model without the capacity the data needs.
+
+    ## What it does
+    When the model has no nonlinearity (a stack of Dense layers without activations is still a
+    linear model), compares the best any linear model can do (the least-squares MSE) with a
+    cross-validated nonlinear reference (gradient boosting). If the nonlinear reference is at
+    least 2x better, the model cannot converge to a good loss however it is trained. During
+    training it flags a loss stuck at the least-squares optimum.
+
+    ## Why is this bad?
+    Training "does not converge" only in the sense that it converges to the wrong place: the
+    loss plateaus at the least-squares error, and more epochs, other learning rates or other
+    optimizers change nothing (seed 000, example 3: a line fitted to a sine).
+
+    ## Example
+    ```python
+    model = keras.Sequential([keras.layers.Dense(1)])       # y = 5 sin(2 pi x)
+    ```
+
+    ## Use instead
+    ```python
+    model = keras.Sequential([keras.layers.Dense(32, activation="relu"),
+                              keras.layers.Dense(32, activation="relu"),
+                              keras.layers.Dense(1)])
+    ```
+    """
+
+    code = "M204"
+    name = "underfit-capacity"
+    severity = "warning"
+
+    def detect(self, ctx):
+        if not ctx.model_info.is_linear:
+            return []
+        ref = ctx.reference
+        if ref.nonlinear_mse is None or ref.nonlinear_mse * GAIN > ref.linear_mse:
+            return []
+        return [self.finding(
+            f"the model is linear but the data is not: the best linear fit has MSE {ref.linear_mse:.4g}, "
+            f"a nonlinear reference reaches {ref.nonlinear_mse:.4g} ({ref.linear_mse / max(ref.nonlinear_mse, 1e-300):.3g}x better)",
+            {"least_squares_mse": ref.linear_mse, "nonlinear_mse": ref.nonlinear_mse,
+             "nonlinear_model": ref.nonlinear_model, "gain": ref.linear_mse / max(ref.nonlinear_mse, 1e-300),
+             "mean_predictor_mse": ref.mean_mse},
+            fix=Fix("Add hidden layers with a nonlinear activation",
+                    "model = keras.Sequential([keras.layers.Dense(32, activation='relu'),\n"
+                    "                          keras.layers.Dense(32, activation='relu'),\n"
+                    "                          keras.layers.Dense(1)])", safe=False, intervention="add_capacity"),
+        )]

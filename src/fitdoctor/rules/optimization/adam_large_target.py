@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from ...findings import Fix
+from ..base import Rule
+from .bounds import budget, step_bounds, target_dominated
+
+
+class AdamLargeTarget(Rule):
+    """Checks for an adaptive optimizer (Adam, RMSprop, Adagrad...) asked to reach large targets.
+
+    ## What it does
+    From the least-squares solution for the output layer, takes the distance each parameter must
+    travel from its initial value and divides it by the learning rate: Adam moves a weight by
+    about one learning rate per step, so that is a lower bound on the steps needed (Adagrad:
+    ``(d / 2 lr)^2``). It fires when that bound exceeds the steps you give (epochs x steps per
+    epoch) and standardising the targets would cut it at least 10x. During training it flags a
+    loss that falls by a roughly constant amount per epoch while still far above the optimum.
+
+    ## Why is this bad?
+    Adam normalises each gradient by its running RMS: with targets of 40,000 the bias must reach
+    ~40,000, and at lr = 0.01 that takes ~4 million steps however large the gradient is. The
+    loss crawls down a straight line (seed 003: "parameters get updated by a value close to plus
+    or minus the learning rate"). Plain SGD is not limited this way, but it has other problems
+    with large targets.
+
+    ## Example
+    ```python
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    model.fit(X, income, epochs=200)          # 200 steps; the bias needs ~3,000,000
+    ```
+
+    ## Use instead
+    ```python
+    mu, sigma = income.mean(), income.std()
+    model.fit(X, (income - mu) / sigma, epochs=200)
+    predictions = model.predict(X) * sigma + mu
+    ```
+
+    ## Fix safety
+    Safe when the inverse transform is part of the saved model (fitdoctor's repair appends
+    ``Normalization(invert=True)``).
+    """
+
+    code = "O301"
+    name = "adam-large-target"
+    severity = "error"
+
+    def detect(self, ctx):
+        if not ctx.config.adaptive or ctx.n < 2:
+            return []
+        b = step_bounds(ctx)
+        avail = budget(ctx)
+        if b.steps_needed <= avail or not target_dominated(b):
+            return []
+        given = f"{ctx.total_steps:,} given ({ctx.config.epochs} epochs x {b.steps_per_epoch} steps)" if ctx.total_steps else "epochs unknown"
+        return [self.finding(
+            f"{ctx.config.optimizer} moves each weight ~lr = {b.learning_rate:g} per step; {b.parameter} must travel "
+            f"{b.distance:.4g}, so it needs >= {b.steps_needed:,.0f} steps ({given}); with standardised targets "
+            f">= {b.steps_needed_scaled_targets:,.0f}",
+            {"steps_needed": b.steps_needed, "steps_given": ctx.total_steps, "epochs_needed": b.epochs_needed,
+             "ratio_needed_to_given": b.steps_needed / avail, "parameter": b.parameter, "distance": b.distance,
+             "learning_rate": b.learning_rate, "optimizer": b.optimizer,
+             "steps_needed_with_standardized_targets": b.steps_needed_scaled_targets,
+             "target_mean": float(ctx.yc.mean()), "target_std": float(ctx.yc.std()), "exact": b.exact},
+            severity="error" if b.steps_needed > 10 * avail else "warning",
+            fix=Fix("Standardise the targets and invert the predictions",
+                    "mu, sigma = y.mean(), y.std()\nmodel.fit(X, (y - mu) / sigma)\n"
+                    "model = keras.Sequential([*model.layers, keras.layers.Normalization(mean=mu, variance=sigma**2, invert=True)])",
+                    safe=True, intervention="scale_targets"),
+        )]

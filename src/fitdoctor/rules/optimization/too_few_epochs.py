@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import math
+
+from ...findings import Fix
+from ..base import Rule
+from .bounds import step_bounds, target_dominated
+
+
+class TooFewEpochs(Rule):
+    """Checks for training that ends before the loss can reach the optimum.
+
+    ## What it does
+    Compares the steps needed (from the step bounds of `adam-large-target` / `lr-too-low`) with
+    the steps given, epochs x ceil(n / batch_size), and reports the epochs needed (left to
+    `adam-large-target` when the targets' scale is what makes the run slow). During training
+    it flags a loss still falling steadily at the last epoch, with an extrapolated number of
+    epochs still needed.
+
+    ## Why is this bad?
+    The curve is still going down when training stops, and the final loss is reported as if it
+    were the model's best ("insufficient training epochs will prevent the model from ever
+    converging", seed 000).
+
+    ## Example
+    ```python
+    model.fit(X, y, epochs=200)           # ~2,000 steps needed, 200 given
+    ```
+
+    ## Use instead
+    ```python
+    model.fit(X, y, epochs=5000, validation_split=0.2, callbacks=[
+        keras.callbacks.EarlyStopping(patience=50, restore_best_weights=True)])
+    ```
+    """
+
+    code = "O304"
+    name = "too-few-epochs"
+    severity = "warning"
+
+    def detect(self, ctx):
+        if ctx.n < 2 or ctx.total_steps is None:
+            return []
+        b = step_bounds(ctx)
+        if not math.isfinite(b.steps_needed) or b.steps_needed <= ctx.total_steps:
+            return []
+        if target_dominated(b):
+            return []  # adam-large-target: scaling the targets, not more epochs, is the fix
+        epochs = math.ceil(b.epochs_needed)
+        return [self.finding(
+            f"{ctx.config.epochs} epochs give {ctx.total_steps:,} steps but ~{b.steps_needed:,.0f} are needed "
+            f"(~{epochs:,} epochs at lr = {b.learning_rate:g})",
+            {"epochs_given": ctx.config.epochs, "steps_given": ctx.total_steps, "steps_needed": b.steps_needed,
+             "epochs_needed": b.epochs_needed, "steps_per_epoch": b.steps_per_epoch,
+             "predicted_final_loss": b.predicted_final_loss, "exact": b.exact},
+            fix=Fix(f"Train for more epochs (~{epochs:,}) with early stopping, or fix what makes it slow",
+                    f"model.fit(X, y, epochs={epochs}, callbacks=[keras.callbacks.EarlyStopping(\n"
+                    "    monitor='loss', patience=50, restore_best_weights=True)])", safe=False, intervention="more_epochs"),
+        )]

@@ -1,0 +1,1 @@
+"""Training-dynamics family (T4xx): what gradients, activations and curves show during training."""

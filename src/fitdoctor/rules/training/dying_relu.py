@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import numpy as np
+
+from ...findings import Fix
+from ..base import Rule
+
+#: a layer with at least this fraction of units dead on every sample row is flagged
+DEAD_FRACTION = 0.5
+
+
+class DyingRelu(Rule):
+    """Checks for ReLU units that output zero for every input.
+
+    ## What it does
+    Runs the model's ReLU layers on a sample of rows and counts the units whose output is zero
+    for all of them (before training: at the initial weights; during training: on the Monitor's
+    sample batch, with the epoch where the fraction first passed 50%).
+
+    ## Why is this bad?
+    A dead ReLU passes no gradient, so it never revives: the network loses capacity, and if the
+    whole layer dies the model predicts a constant. Large learning rates, large negative biases
+    and unscaled inputs kill units.
+
+    ## Example
+    ```python
+    keras.layers.Dense(32, activation="relu", bias_initializer=keras.initializers.Constant(-10.0))
+    ```
+
+    ## Use instead
+    ```python
+    keras.layers.Dense(32, activation="leaky_relu", kernel_initializer="he_normal")
+    ```
+    """
+
+    code = "T403"
+    name = "dying-relu"
+    severity = "warning"
+
+    def detect(self, ctx):
+        model = ctx.model
+        if model is None or ctx.model_info.is_linear:
+            return []
+        import keras
+
+        rows = ctx.Xc[:512].astype(np.float32)
+        dead = {}
+        for layer in model.layers:
+            if type(layer).__name__ != "Dense" or "relu" != str(layer.get_config().get("activation")):
+                continue
+            try:
+                out = np.asarray(keras.Model(model.inputs, layer.output).predict(rows, verbose=0))
+            except Exception:
+                continue
+            frac = float((out.reshape(len(rows), -1) <= 0).all(axis=0).mean())
+            if frac >= DEAD_FRACTION:
+                dead[layer.name] = frac
+        if not dead:
+            return []
+        worst = max(dead, key=dead.get)
+        return [self.finding(
+            f"{dead[worst]:.0%} of the ReLU units in layer {worst!r} are dead before training (zero on every sample row)",
+            {"dead_fraction_by_layer": dead, "sample_rows": int(len(rows))},
+            fix=Fix("Use He initialisation with zero biases (or leaky_relu), and standardise the inputs",
+                    'keras.layers.Dense(units, activation="relu", kernel_initializer="he_normal")', safe=False,
+                    intervention="sane_initializer"),
+        )]
