@@ -1,11 +1,198 @@
 """``fitdoctor compare``: train optimizers x learning rates x scalings together and show the curves."""
 from __future__ import annotations
 
+import argparse
+import os
+import sys
+import time
+
+from .common import _positive_int, load_model_file, progress, write_output
+
+HELP = "compare optimizers, learning rates, scalings and losses on your data (vectorised)"
+DESCRIPTION = """\
+Train your model (or the seeds' linear model, one Dense unit) under every combination of the
+given optimizers, learning rates, input/target scalings and losses, all from the same starting
+weights, and compare their training curves with the least-squares optimum. Losses are MSE on
+the training data in the ORIGINAL target units, so runs with standardised targets compare with
+runs without. On the JAX backend all runs train together (vectorised).
+
+With no grid option it runs seed 003's study: inputs standardised, Adam and SGD at 1e-2 and
+1e-3, with and without standardised targets. Otherwise an option left out is not varied (the
+model's compile settings, raw inputs and targets).
+"""
+EPILOG = """\
+examples:
+  fitdoctor compare income.csv --target income
+  fitdoctor compare income.csv --target income --optimizers adam,sgd,rmsprop --lr 1e-1,1e-2,1e-3 --scale-y both
+  fitdoctor compare data.csv --target y --model model.keras --loss mse,huber -o curves.png
+  fitdoctor compare data.csv --target y -o report.html      (or results.json)
+
+exit codes: 0 done, 2 bad usage or unreadable input
+"""
+
+_CHOICES = {"no": [False], "yes": [True], "both": [False, True]}
+
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("compare", help="compare optimizers, learning rates and scalings on your data")
+    p = subparsers.add_parser("compare", help=HELP, description=DESCRIPTION, epilog=EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", metavar="DATA", help="CSV (delimiter sniffed), Parquet or .npz (arrays X and y) file")
+    p.add_argument("--target", metavar="COL", help="the column to predict (required for CSV and Parquet)")
+    g = p.add_argument_group("grid (the runs are every combination)")
+    g.add_argument("--optimizers", metavar="LIST", help="comma-separated Keras optimizer names, e.g. adam,sgd,rmsprop")
+    g.add_argument("--lr", metavar="LIST", help="comma-separated learning rates, e.g. 1e-2,1e-3")
+    g.add_argument("--scale-x", choices=list(_CHOICES), help="standardise the inputs: no, yes or both")
+    g.add_argument("--scale-y", choices=list(_CHOICES), help="standardise the targets: no, yes or both")
+    g.add_argument("--loss", metavar="LIST", help="comma-separated Keras loss names, e.g. mse,huber")
+    t = p.add_argument_group("training")
+    t.add_argument("--model", metavar="FILE.keras", help="your Keras model (default: the seeds' Sequential([Dense(1)]))")
+    t.add_argument("--epochs", type=_positive_int, default=200, metavar="N", help="epochs per run (default: 200)")
+    t.add_argument("--batch-size", type=_positive_int, default=32, metavar="N", help="batch size (default: 32)")
+    t.add_argument("--seed", type=int, default=0, help="seed for the default model and the shuffling (default: 0)")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="stdout format (default: text)")
+    p.add_argument("--output", "-o", metavar="FILE",
+                   help="write report.html (HTML report), curves.png (plot) or results.json (JSON) instead of stdout")
     p.set_defaults(run=run)
 
 
-def run(args) -> int:  # pragma: no cover - replaced below
-    raise NotImplementedError
+def _list(text: str | None, kind=str, option: str = ""):
+    from ..errors import UsageError
+
+    if text is None:
+        return None
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    if not items:
+        raise UsageError(f"{option} needs at least one value (Received {option}={text!r})")
+    try:
+        return [kind(s) for s in items]
+    except ValueError:
+        raise UsageError(f"{option} takes comma-separated numbers (Received {option}={text!r})") from None
+
+
+def grid_from_args(args) -> dict:
+    """The grid the options ask for; seed 003's study when none is given."""
+    grid: dict = {}
+    if args.optimizers:
+        grid["optimizer"] = [s.lower() for s in _list(args.optimizers, option="--optimizers")]
+    if args.lr:
+        grid["learning_rate"] = _list(args.lr, float, option="--lr")
+    if args.scale_x:
+        grid["scale_x"] = _CHOICES[args.scale_x]
+    if args.scale_y:
+        grid["scale_y"] = _CHOICES[args.scale_y]
+    if args.loss:
+        grid["loss"] = _list(args.loss, option="--loss")
+    if not grid:  # seed 003: normalised inputs, Adam/SGD x 1e-2/1e-3, with and without standardised targets
+        grid = {"optimizer": ["adam", "sgd"], "learning_rate": [1e-2, 1e-3], "scale_x": [True], "scale_y": [False, True]}
+    return grid
+
+
+def load_data(args):
+    """Load DATA, drop rows with empty cells (saying so on stderr), return the Dataset."""
+    from ..data.loading import load_dataset
+    from ..errors import InputError
+
+    ds = load_dataset(args.data, args.target)
+    clean, dropped = ds.dropna()
+    for note in ds.notes:
+        sys.stderr.write(f"fitdoctor: {note}\n")
+    if dropped:
+        shown = ", ".join(str(r) for r in dropped[:10]) + (f" and {len(dropped) - 10} more" if len(dropped) > 10 else "")
+        sys.stderr.write(f"fitdoctor: dropped {len(dropped)} row{'s' if len(dropped) != 1 else ''} with empty cells: rows {shown}\n")
+    if len(clean.y) < 2:
+        raise InputError(f"{args.data} has fewer than two complete rows after dropping empty cells: fill them in")
+    return clean
+
+
+def default_model(n_inputs: int, seed: int):
+    """The seeds' model: one Dense unit, seeded."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((n_inputs,)), keras.layers.Dense(1)])
+
+
+def text_table(cmp, elapsed: float | None = None) -> str:
+    from ..reporting.text import fmt
+
+    ref, opt = cmp.reference_, cmp.optimum_
+    kind = "least-squares optimum" if cmp.linear_model_ else "reference optimum"
+    lines = [f"{len(cmp.runs_)} runs on {cmp.n_rows_} rows; {kind} (MSE) {fmt(opt)}; mean predictor {fmt(ref.mean_mse)}"]
+    width = max(len(r.spec.label()) for r in cmp.runs_)
+    head = f"{'configuration':<{width}}  {'final MSE':>10}  {'best MSE':>10}  {'x optimum':>10}  {'epochs to 1.1x':>14}  diverged"
+    lines += [head, "-" * len(head)]
+    for row in cmp.results_.itertuples(index=False):
+        reach = "never" if row.epochs_to_optimum != row.epochs_to_optimum else str(int(row.epochs_to_optimum))
+        lines.append(f"{row.label:<{width}}  {fmt(row.final_loss):>10}  {fmt(row.best_loss):>10}  {fmt(row.gap):>10}  "
+                     f"{reach:>14}  {'yes' if row.diverged else 'no'}")
+    best = cmp.best_run()
+    lines.append(f"best: {best.spec.label()}, final MSE {fmt(best.final_mse)} ({cmp.reference_.gap(best.final_mse, linear=cmp.linear_model_):.3f}x the optimum)")
+    engines = sorted({r.engine for r in cmp.runs_})
+    notes = sorted({r.note for r in cmp.runs_ if r.note})
+    tail = f"engine: {', '.join(engines)}" + (f" ({'; '.join(notes)})" if notes else "")
+    if elapsed is not None:
+        tail += f"; {elapsed:.1f} s"
+    lines.append(tail)
+    return "\n".join(lines) + "\n"
+
+
+def save_figure(obj, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..errors import InputError
+
+    obj.plot()
+    try:
+        obj.figure_.tight_layout()
+        obj.figure_.savefig(path, dpi=110)
+    except OSError as exc:
+        raise InputError(f"cannot write {path} ({exc.strerror}): choose another --output") from None
+    finally:
+        plt.close(obj.figure_)
+
+
+def run(args) -> int:
+    from ..errors import InputError
+    from ..experiments import compare
+
+    grid = grid_from_args(args)
+    ds = load_data(args)
+    model = load_model_file(args.model) if args.model else default_model(ds.X.shape[1], args.seed)
+    ext = os.path.splitext(args.output)[1].lower() if args.output else ""
+    if args.output and ext not in (".html", ".htm", ".png", ".json", ".txt", ""):
+        raise InputError(f"--output must end in .html, .png, .json or .txt (Received --output={args.output!r})")
+    n_runs = 1
+    for values in grid.values():
+        n_runs *= len(values)
+    bar = progress(total=n_runs, desc="compare")
+    start = time.perf_counter()
+
+    def tick(done, total):
+        bar.update(done - bar.n)
+
+    try:
+        cmp = compare(model, ds.X, ds.y, grid=grid, epochs=args.epochs, batch_size=args.batch_size,
+                      seed=args.seed, callback=tick)
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - start
+    if ext == ".png":
+        save_figure(cmp, args.output)
+        sys.stderr.write(f"fitdoctor: wrote {args.output}\n")
+    elif ext in (".html", ".htm"):
+        try:
+            html = cmp.to_html()
+        except ImportError:
+            raise InputError("the HTML report is not available in this build: use -o curves.png or -o results.json") from None
+        write_output(html, args.output)
+        sys.stderr.write(f"fitdoctor: wrote {args.output}\n")
+    elif ext == ".json":
+        write_output(cmp.to_json() + "\n", args.output)
+        sys.stderr.write(f"fitdoctor: wrote {args.output}\n")
+    else:
+        text = cmp.to_json() + "\n" if args.format == "json" else text_table(cmp, elapsed)
+        write_output(text, args.output or None)
+    return 0

@@ -129,6 +129,7 @@ class Repair:
         self.seed: int = kw.get("seed", 0)
         self._X = kw.get("X")
         self._y = kw.get("y")
+        self._arch_model = kw.get("arch_model")  # the architecture training started from (for fix.py)
 
     # -- views --------------------------------------------------------------------------------
     @property
@@ -214,6 +215,11 @@ class Repair:
             np.savez(paths["data"], X=np.asarray(self._X, np.float64), y=np.asarray(self._y, np.float64))
         else:
             paths.pop("data")
+        from .script import _dense_stack
+
+        if self._arch_model is not None and _dense_stack(self._arch_model) is None:
+            paths["initial_model"] = os.path.join(directory, "initial_model.keras")
+            self._arch_model.save(paths["initial_model"])
         with open(paths["script"], "w", encoding="utf-8") as fh:
             fh.write(self.fix_script(data_file=data_file))
         try:
@@ -592,4 +598,5 @@ def repair(model, X, y, *, optimizer=None, loss=None, epochs=None, batch_size=No
         message=message, reasons=reasons, validation_loss=validation, n_candidates=len({t.recipe for t in all_trials}),
         seconds=time.perf_counter() - t_start, feature_names=list(feature_names or [f"x{i}" for i in range(X.shape[1])]),
         target_name=target_name, data_path=data_path, seed=seed, X=X, y=y,
+        arch_model=cache.get(final_recipe.architecture),
     )

@@ -5,6 +5,9 @@ import numpy as np
 from ...findings import Fix
 from ..base import Rule
 
+#: losses whose gradient does not grow with the residual
+ROBUST_LOSSES = {"huber", "mae", "log_cosh"}
+
 #: |robust z| above this counts as an outlier
 Z_LIMIT = 5.0
 
@@ -24,7 +27,7 @@ class Outliers(Rule):
     ## What it does
     Computes robust z-scores of the targets (distance from the median in units of 1.4826 x the
     median absolute deviation) and flags rows with |z| > 5, reporting how much of the total
-    squared deviation those rows carry.
+    squared deviation those rows carry. Quiet when the loss is already robust (Huber, MAE, log-cosh).
 
     ## Why is this bad?
     Squared error grows with the square of the distance: one target at z = 20 weighs as much as
@@ -51,6 +54,8 @@ class Outliers(Rule):
         y = ctx.yc
         if len(y) < 8:
             return []
+        if ctx.config.loss in ROBUST_LOSSES:
+            return []  # the loss already limits what the tail can do
         z = robust_z(y)
         out = np.abs(z) > Z_LIMIT
         if not out.any():

@@ -4,6 +4,7 @@ import numpy as np
 
 from ...findings import Fix
 from ..base import Rule
+from .outliers import ROBUST_LOSSES
 
 SKEW_LIMIT = 1.0
 
@@ -46,6 +47,8 @@ class SkewedTarget(Rule):
         y = ctx.yc
         if len(y) < 8 or y.std() == 0:
             return []
+        if ctx.config.loss in ROBUST_LOSSES:
+            return []  # the loss already limits what the tail can do
         g1 = skewness(y)
         if abs(g1) <= SKEW_LIMIT:
             return []

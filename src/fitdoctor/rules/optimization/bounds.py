@@ -146,3 +146,12 @@ def target_dominated(b: StepBounds) -> bool:
 def budget(ctx) -> float:
     """Steps available: the given total, or 10,000 when the number of epochs is unknown."""
     return float(ctx.total_steps) if ctx.total_steps is not None else 1e4
+
+
+def largest_weight_needed(ctx) -> float:
+    """max |theta*| of the output layer's least-squares solution: an Adam step of lr above it overshoots."""
+    if "largest_weight" not in ctx.cache:
+        H = ctx.output_layer_inputs[0]
+        theta, *_ = np.linalg.lstsq(np.c_[H, np.ones(len(H))], ctx.yc[: len(H)], rcond=None)
+        ctx.cache["largest_weight"] = float(np.abs(theta).max())
+    return ctx.cache["largest_weight"]

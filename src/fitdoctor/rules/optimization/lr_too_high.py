@@ -1,10 +1,8 @@
 from __future__ import annotations
 
-import numpy as np
-
 from ...findings import Fix
 from ..base import Rule
-from .bounds import step_bounds
+from .bounds import largest_weight_needed, step_bounds
 
 
 class LrTooHigh(Rule):
@@ -57,9 +55,7 @@ class LrTooHigh(Rule):
             )]
         if not b.exact:
             return []
-        H = ctx.output_layer_inputs[0]
-        theta, *_ = np.linalg.lstsq(np.c_[H, np.ones(len(H))], ctx.yc[: len(H)], rcond=None)
-        scale = float(np.abs(theta).max())
+        scale = largest_weight_needed(ctx)
         if lr <= scale:
             return []
         return [self.finding(

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import math
+
 from ...findings import Fix
 from ..base import Rule
-from .bounds import budget, step_bounds, target_dominated
+from .bounds import budget, largest_weight_needed, step_bounds, target_dominated
 
 
 class LrTooLow(Rule):
@@ -11,8 +13,8 @@ class LrTooLow(Rule):
     ## What it does
     Estimates the steps needed at the given learning rate (adaptive optimizers: distance / lr;
     SGD: the exact quadratic decay of the excess loss, set by the condition number) and fires when
-    they exceed the steps you give while a 10x larger learning rate (still stable) would fit in
-    them. During training it flags a loss that crawls far above the optimum.
+    they exceed the steps you give while a larger learning rate, still below the stable limit,
+    would fit in them. During training it flags a loss that crawls far above the optimum.
 
     ## Why is this bad?
     The loss falls, but so slowly that training ends long before the minimum: the run looks like
@@ -38,17 +40,24 @@ class LrTooLow(Rule):
             return []
         b = step_bounds(ctx)
         avail = budget(ctx)
-        if b.steps_needed <= avail or target_dominated(b) or b.steps_needed_lr10 > avail:
+        if b.steps_needed <= avail or target_dominated(b) or not math.isfinite(b.steps_needed):
             return []
-        if not b.adaptive and (b.lr_max is None or 10 * b.learning_rate >= b.lr_max):
-            return []
+        # the learning rate that would fit the budget (steps ~ 1 / lr for both kinds of optimizer)
+        wanted = b.learning_rate * b.steps_needed / avail
+        if b.adaptive:
+            ceiling = largest_weight_needed(ctx) if b.exact else 1.0  # above it Adam's steps jump around
+        else:
+            ceiling = b.lr_max / 2 if b.lr_max else 0.0
+        if wanted > ceiling:
+            return []  # no stable learning rate fits: too-few-epochs / ill-conditioned say why
         return [self.finding(
             f"at lr = {b.learning_rate:g} {b.optimizer} needs ~{b.steps_needed:,.0f} steps but gets {avail:,.0f}; "
-            f"at {10 * b.learning_rate:g} it would need ~{b.steps_needed_lr10:,.0f}",
+            f"a learning rate of ~{wanted:.2g} would fit (still below the {ceiling:.3g} where steps overshoot)",
             {"learning_rate": b.learning_rate, "steps_needed": b.steps_needed, "steps_given": ctx.total_steps,
+             "learning_rate_needed": wanted, "learning_rate_ceiling": ceiling,
              "steps_needed_at_10x_lr": b.steps_needed_lr10, "lr_max_stable": b.lr_max,
              "optimizer": b.optimizer, "exact": b.exact},
-            fix=Fix(f"Raise the learning rate (try {10 * b.learning_rate:g}, or run fitdoctor lr-find)",
-                    f"keras.optimizers.{'Adam' if b.adaptive else 'SGD'}(learning_rate={10 * b.learning_rate:g})",
+            fix=Fix(f"Raise the learning rate to ~{wanted:.2g} (or run fitdoctor lr-find)",
+                    f"keras.optimizers.{'Adam' if b.adaptive else 'SGD'}(learning_rate={wanted:.2g})",
                     safe=False, intervention="set_learning_rate"),
         )]

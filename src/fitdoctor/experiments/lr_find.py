@@ -1,0 +1,206 @@
+"""``fitdoctor.find_lr``: the learning-rate range test (Smith 2017, "Cyclical Learning Rates").
+
+Train from the model's current weights for ``steps`` mini-batches while the learning rate grows
+exponentially from ``start_lr`` to ``end_lr`` (``lr_t = start * (end / start) ** (t / (T - 1))``),
+record each batch's loss, smooth it, stop where it diverges, and read a learning rate off the
+curve. The model is never modified (the sweep trains stateless copies of its weights).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..findings import to_jsonable
+from ..model.inspect import read_training_config
+from .engine import RunSpec, sweep_losses
+
+#: exponential moving average of the batch losses: s_t = b s_{t-1} + (1 - b) l_t, bias-corrected
+SMOOTHING = 0.9
+#: the sweep stops where the smoothed loss exceeds this multiple of its minimum so far
+DIVERGENCE_FACTOR = 4.0
+#: two suggestions "agree" when they are within this factor of each other (half a decade)
+STABILITY_FACTOR = 10 ** 0.5
+
+
+def smooth(losses: np.ndarray, beta: float = SMOOTHING) -> np.ndarray:
+    """Bias-corrected exponential moving average (``s_t / (1 - beta**(t+1))``), NaN after the first non-finite."""
+    out = np.full(len(losses), np.nan)
+    avg = 0.0
+    for t, value in enumerate(losses):
+        if not np.isfinite(value):
+            break
+        avg = beta * avg + (1 - beta) * value
+        out[t] = avg / (1 - beta ** (t + 1))
+    return out
+
+
+def stop_index(smoothed: np.ndarray, factor: float = DIVERGENCE_FACTOR) -> int:
+    """Number of steps kept: up to (excluding) the first that is non-finite or above ``factor`` x the minimum so far."""
+    best = np.inf
+    for t, value in enumerate(smoothed):
+        if not np.isfinite(value) or (t > 0 and value > factor * best):
+            return t
+        best = min(best, value)
+    return len(smoothed)
+
+
+def suggest(lrs: np.ndarray, smoothed: np.ndarray) -> dict[str, float]:
+    """The published readings of a range-test curve (all on the kept, smoothed part).
+
+    * ``minimum``: the learning rate at the lowest smoothed loss;
+    * ``min/10``: that divided by ten (Smith's and fastai's first rule);
+    * ``steepest``: the steepest descent of the smoothed loss per decade of learning rate
+      (searched before the minimum);
+    * ``valley``: the middle (in log lr) of the longest run of decreasing smoothed loss that ends
+      at the minimum (a simplified version of fastai's "valley").
+    """
+    lrs = np.asarray(lrs, dtype=np.float64)
+    s = np.asarray(smoothed, dtype=np.float64)
+    k = int(np.nanargmin(s))
+    out = {"minimum": float(lrs[k]), "min/10": float(lrs[k] / 10)}
+    out["steepest"] = _steepest(lrs[: k + 1], s[: k + 1])
+    start = k
+    while start > 0 and s[start - 1] > s[start]:
+        start -= 1
+    out["valley"] = float(np.sqrt(lrs[start] * lrs[k]))
+    return out
+
+
+def _steepest(lrs: np.ndarray, s: np.ndarray) -> float:
+    """Learning rate of the steepest descent of log(loss) per decade, slopes taken over a window.
+
+    The slope at t is ``(log s[t+w] - log s[t-w]) / (log lr[t+w] - log lr[t-w])`` with ``w`` a
+    quarter of a decade of steps (at least 2), after the smoothing's warm-up: single-step slopes
+    of a noisy curve pick noise at the flat start.
+    """
+    T = len(lrs)
+    if T < 5:
+        return float(lrs[-1])
+    per_decade = (T - 1) / max(np.log10(lrs[-1] / lrs[0]), 1e-12)
+    w = max(2, int(round(per_decade / 4)))
+    lo = max(w, int(round(1 / (1 - SMOOTHING))) // 2)
+    if lo >= T - w:
+        return float(lrs[T // 2])
+    logs, logl = np.log10(np.maximum(s, 1e-300)), np.log10(lrs)
+    t = np.arange(lo, T - w)
+    slope = (logs[t + w] - logs[t - w]) / (logl[t + w] - logl[t - w])
+    return float(lrs[t[int(np.argmin(slope))]])
+
+
+class LRFinder:
+    """The learning-rate range test, run for two seeds (two batch orders).
+
+    How the suggestion is chosen: published finders differ (steepest slope of the smoothed loss,
+    fastai's "valley", the minimum divided by ten), and single curves are noisy. fitdoctor reads
+    every curve with all of these rules (``candidates_``) and suggests the geometric mean of the
+    steepest-slope and the minimum/10 readings of the first seed: both sit inside the descending
+    part of the curve, well below where the loss blows up, and the geometric mean is robust to
+    either one being off by a decade on a noisy curve. ``range_`` is (lowest, highest) of those
+    readings over both seeds: the learning rates worth trying. ``stable_`` says whether the two
+    seeds' suggestions agree within half a decade; when they do not, prefer a short ``compare``
+    over the range.
+
+    Attributes after :meth:`fit`: ``lrs_``, ``losses_`` (smoothed, first seed, cut where it
+    diverged), ``raw_losses_``, ``suggestion_``, ``range_``, ``stable_``, ``suggestions_`` (one
+    per seed), ``candidates_`` (per seed, every rule), ``diverged_at_`` (lr where the sweep
+    stopped, or None), ``engine_``; after :meth:`plot`: ``ax_``, ``figure_``.
+    """
+
+    def __init__(self, *, start_lr: float = 1e-6, end_lr: float = 10.0, steps: int = 100,
+                 optimizer: str | None = None, loss: str | None = None, batch_size: int = 32,
+                 seed: int = 0, engine: str = "auto"):
+        self.start_lr = start_lr
+        self.end_lr = end_lr
+        self.steps = steps
+        self.optimizer = optimizer
+        self.loss = loss
+        self.batch_size = batch_size
+        self.seed = seed
+        self.engine = engine
+
+    def fit(self, model, X, y) -> "LRFinder":
+        if not (0 < float(self.start_lr) < float(self.end_lr)):
+            raise InputError(f"need 0 < start_lr < end_lr (Received start_lr={self.start_lr!r}, end_lr={self.end_lr!r})")
+        if int(self.steps) < 10:
+            raise InputError(f"steps must be at least 10 (Received steps={self.steps!r})")
+        X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+        y = np.asarray(y, dtype=np.float64).reshape(len(X), -1)[:, 0]
+        if not (np.isfinite(X).all() and np.isfinite(y).all()):
+            raise InputError("X and y contain NaN or infinite values: drop those rows first (Dataset.dropna())")
+        cfg = read_training_config(model, optimizer=self.optimizer, loss=self.loss, batch_size=self.batch_size)
+        spec = RunSpec(optimizer=cfg.optimizer, loss=cfg.loss, huber_delta=cfg.huber_delta,
+                       batch_size=int(cfg.batch_size or 32), clipnorm=cfg.clipnorm, momentum=cfg.momentum, epochs=1)
+        self.config_ = spec
+        T = int(self.steps)
+        lrs = float(self.start_lr) * (float(self.end_lr) / float(self.start_lr)) ** (np.arange(T) / (T - 1))
+        seeds = (int(self.seed), int(self.seed) + 1)
+        raw, self.engine_ = sweep_losses(model, X, y, spec, lrs, seeds=seeds, engine=self.engine)
+        self.raw_losses_ = raw[0]
+        self.candidates_: list[dict[str, float]] = []
+        self.suggestions_: list[float] = []
+        kept = []
+        for r in range(len(seeds)):
+            sm = smooth(raw[r])
+            stop = stop_index(sm)
+            if stop < 3:
+                raise InputError(f"the loss diverged within {stop} steps of start_lr={self.start_lr:g}: "
+                                 "lower start_lr or standardise inputs and targets")
+            kept.append((sm, stop))
+            cand = suggest(lrs[:stop], sm[:stop])
+            self.candidates_.append(cand)
+            self.suggestions_.append(float(np.sqrt(cand["steepest"] * cand["min/10"])))
+        sm0, stop0 = kept[0]
+        self.lrs_ = lrs[:stop0]
+        self.losses_ = sm0[:stop0]
+        self.diverged_at_ = float(lrs[stop0]) if stop0 < T else None
+        self.suggestion_ = self.suggestions_[0]
+        readings = [c[k] for c in self.candidates_ for k in ("steepest", "min/10")]
+        self.range_ = (float(min(readings)), float(max(readings)))
+        ratio = max(self.suggestions_) / min(self.suggestions_)
+        self.stable_ = bool(ratio <= STABILITY_FACTOR)
+        return self
+
+    def plot(self, ax=None):
+        """Smoothed loss against learning rate (log x), the suggestion and the range; returns ax."""
+        if ax is None:
+            import matplotlib.pyplot as plt
+
+            fig, ax = plt.subplots(figsize=(8, 5))
+        else:
+            fig = ax.figure
+        ax.plot(self.lrs_, self.losses_, label=f"smoothed loss ({self.config_.optimizer}, batch {self.config_.batch_size})")
+        ax.axvspan(self.range_[0], self.range_[1], color="tab:green", alpha=0.12, label="suggested range")
+        ax.axvline(self.suggestion_, color="tab:green", linestyle="--",
+                   label=f"suggestion {self.suggestion_:.2g}{'' if self.stable_ else ' (unstable across seeds)'}")
+        ax.set_xscale("log")
+        finite = self.losses_[np.isfinite(self.losses_) & (self.losses_ > 0)]
+        if len(finite) and finite.max() / finite.min() > 30:
+            ax.set_yscale("log")
+        ax.set_xlabel("learning rate (log scale)")
+        ax.set_ylabel("training loss (smoothed)")
+        ax.set_title("Learning-rate range test")
+        ax.legend(fontsize="small")
+        self.ax_, self.figure_ = ax, fig
+        return ax
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable({
+            "suggestion": self.suggestion_, "range": list(self.range_), "stable": self.stable_,
+            "suggestions": self.suggestions_, "candidates": self.candidates_, "diverged_at": self.diverged_at_,
+            "optimizer": self.config_.optimizer, "loss": self.config_.loss, "batch_size": self.config_.batch_size,
+            "engine": self.engine_, "lrs": self.lrs_, "losses": self.losses_,
+        })
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+
+def find_lr(model, X, y, *, start_lr: float = 1e-6, end_lr: float = 10.0, steps: int = 100,
+            optimizer: str | None = None, loss: str | None = None, batch_size: int = 32, seed: int = 0,
+            engine: str = "auto") -> LRFinder:
+    """Run the learning-rate range test; see :class:`LRFinder` for how the suggestion is chosen."""
+    return LRFinder(start_lr=start_lr, end_lr=end_lr, steps=steps, optimizer=optimizer, loss=loss,
+                    batch_size=batch_size, seed=seed, engine=engine).fit(model, X, y)

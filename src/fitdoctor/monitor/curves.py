@@ -1,0 +1,205 @@
+"""Statistics of a loss curve shared by the training-time rules.
+
+Everything here is scale-free: it works on ratios of losses (to their own minimum, to the
+reference optimum, to ``var(y)``) and on relative changes, so that an income in dollars and a
+target in [0, 1] are judged alike.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+#: a loss "has diverged" when it rises to this multiple of its best value so far
+DIVERGENCE_FACTOR = 10.0
+#: a run counts as converged when its excess over the floor is at most this fraction of the floor
+CONVERGED_EXCESS = 0.05
+#: fewest epochs a tail window holds
+MIN_TAIL = 5
+
+
+def as_curve(values) -> np.ndarray:
+    return np.asarray([float(v) if v is not None else math.nan for v in values], dtype=np.float64)
+
+
+def first_nonfinite(curve) -> int | None:
+    bad = np.flatnonzero(~np.isfinite(as_curve(curve)))
+    return int(bad[0]) if len(bad) else None
+
+
+def finite_prefix(curve) -> np.ndarray:
+    """The curve up to (not including) its first non-finite value."""
+    c = as_curve(curve)
+    i = first_nonfinite(c)
+    return c if i is None else c[:i]
+
+
+def tail_window(n: int) -> int:
+    """Epochs in the tail looked at: the last 20% of the run, at least 5 (all when fewer)."""
+    return min(n, max(MIN_TAIL, int(round(0.2 * n))))
+
+
+def linear_fit(t: np.ndarray, v: np.ndarray) -> tuple[float, float, float]:
+    """Least-squares line ``v ~ a + b t``: (slope b, intercept a, R^2)."""
+    if len(t) < 2:
+        return 0.0, float(v[0]) if len(v) else 0.0, 0.0
+    b, a = np.polyfit(t, v, 1)
+    resid = v - (a + b * t)
+    var = float(np.var(v))
+    r2 = 1.0 - float(np.var(resid)) / var if var > 0 else 1.0
+    return float(b), float(a), r2
+
+
+@dataclass(frozen=True)
+class Divergence:
+    began: int          # first epoch whose loss is at least 2x the best loss before it
+    best_epoch: int
+    best_loss: float
+    peak_loss: float    # inf when the loss became non-finite
+    ratio: float        # peak / best
+
+
+def divergence(curve) -> Divergence | None:
+    """A loss that rises to >= 10x its best value so far (or becomes non-finite after rising)."""
+    c = as_curve(curve)
+    nf = first_nonfinite(c)
+    fin = c if nf is None else c[:nf]
+    if len(fin) < 2 and nf is None:
+        return None
+    best = np.minimum.accumulate(fin) if len(fin) else fin
+    rose = np.flatnonzero(fin[1:] >= 2.0 * best[:-1]) + 1 if len(fin) > 1 else np.array([], int)
+    peak = float(fin.max()) if len(fin) else math.nan
+    if nf is not None:
+        # a NaN counts as divergence only when the loss was already climbing before it
+        if not len(rose):
+            return None
+        began = int(rose[0])
+        return Divergence(began, int(np.argmin(fin[:began])), float(best[began - 1]), math.inf, math.inf)
+    if not len(rose):
+        return None
+    began = int(rose[0])
+    b_loss = float(best[began - 1])
+    after = fin[began:]
+    ratio = float(after.max()) / max(b_loss, 1e-300)
+    if ratio < DIVERGENCE_FACTOR or fin[-1] < 2.0 * b_loss:
+        return None  # a spike it recovered from is not divergence
+    return Divergence(began, int(np.argmin(fin[:began])), b_loss, float(after.max()), ratio)
+
+
+@dataclass(frozen=True)
+class Oscillation:
+    began: int
+    sign_change_fraction: float   # of consecutive epoch-to-epoch changes in the tail
+    relative_amplitude: float     # median |change| / median loss in the tail
+    net_change: float             # relative change over the tail (negative: falling)
+
+
+def oscillation(curve) -> Oscillation | None:
+    """Loss going up and down by >= 10% of itself without net progress over the tail."""
+    c = finite_prefix(curve)
+    if len(c) < 2 * MIN_TAIL:
+        return None
+    w = max(tail_window(len(c)), 8) if len(c) >= 8 else len(c)
+    tail = c[-w:]
+    d = np.diff(tail)
+    signs = np.sign(d[d != 0])
+    if len(signs) < 4:
+        return None
+    changes = float(np.mean(signs[1:] != signs[:-1]))
+    level = float(np.median(tail))
+    amp = float(np.median(np.abs(d))) / max(level, 1e-300)
+    net = float(tail[-1] - tail[0]) / max(level, 1e-300)
+    if changes < 0.5 or amp < 0.1 or net < -amp:
+        return None
+    jumps = np.flatnonzero(c[1:] >= 1.1 * c[:-1]) + 1
+    began = int(jumps[0]) if len(jumps) else len(c) - w
+    return Oscillation(began, changes, amp, net)
+
+
+@dataclass(frozen=True)
+class Decline:
+    """How the tail of a curve falls, and how many more epochs it needs to reach its floor."""
+
+    falling: bool                 # steadily: negative trend, >= 60% of the changes negative
+    relative_drop: float          # (first - last) / last over the tail window
+    window: int
+    floor: float                  # what the curve is heading for (reference optimum or extrapolated)
+    floor_source: str             # "reference" or "extrapolated"
+    shape: str                    # "linear-sqrt" (adaptive steps: sqrt(excess) falls linearly) or "exponential"
+    r2: float                     # of the shape's fit over the tail
+    rate: float                   # per epoch: slope of sqrt(excess) (linear-sqrt) or decay factor (exponential)
+    epochs_needed: float          # more epochs until the excess is <= 5% of the floor (inf: never)
+    excess_fraction: float        # (last - floor) / last: the share of the final loss still removable
+
+
+def aitken_floor(c: np.ndarray) -> float | None:
+    """Limit of a geometrically converging curve from three equally spaced points (Aitken's delta^2):
+    ``L_inf = (L1 L3 - L2^2) / (L1 + L3 - 2 L2)``."""
+    n = len(c)
+    if n < 3:
+        return None
+    k = n // 2
+    l1, l2, l3 = float(c[-1 - 2 * k]), float(c[-1 - k]), float(c[-1])
+    den = l1 + l3 - 2 * l2
+    if den <= 0 or not (l1 > l2 > l3):
+        return None
+    return max(0.0, (l1 * l3 - l2 * l2) / den)
+
+
+def decline(curve, *, floor: float | None = None, adaptive: bool | None = None) -> Decline | None:
+    """Trend of the curve's tail and an extrapolation of the epochs still needed.
+
+    Two shapes are fitted to the excess ``e_t = L_t - floor`` over the tail:
+
+    * adaptive optimizers move each weight ~lr per step, so the residual shrinks linearly and
+      ``sqrt(e_t) ~ a - b t`` (epochs needed: ``(sqrt(e_T) - sqrt(tol floor)) / b``);
+    * gradient descent near a minimum shrinks the excess geometrically, ``e_t ~ e_T rho^(t-T)``
+      (epochs needed: ``ln(e_T / (tol floor)) / -ln rho``).
+
+    The better fit (R^2) gives the estimate; ``adaptive=True`` prefers the first on ties.
+    """
+    c = finite_prefix(curve)
+    if len(c) < MIN_TAIL:
+        return None
+    w = tail_window(len(c))
+    tail = c[-w:]
+    t = np.arange(w, dtype=np.float64)
+    d = np.diff(tail)
+    slope, _, _ = linear_fit(t, tail)
+    last = float(tail[-1])
+    falling = bool(slope < 0 and np.mean(d < 0) >= 0.6 and tail[-1] < tail[0])
+    rel_drop = float(tail[0] - tail[-1]) / max(abs(last), 1e-300)
+    source = "reference"
+    if floor is None or floor >= last:
+        ext = aitken_floor(c[-max(w, min(len(c), 3 * w)):])
+        if floor is None or (ext is not None and ext < last):
+            floor, source = (ext if ext is not None else 0.0), "extrapolated"
+    floor = max(0.0, min(float(floor), last))
+    excess = np.clip(tail - floor, 0.0, None)
+    tol = CONVERGED_EXCESS * max(floor, 1e-12 * max(last, 1e-300))
+    e_last = float(excess[-1])
+    frac = e_last / max(last, 1e-300)
+    if e_last <= tol or not falling:
+        return Decline(falling, rel_drop, w, floor, source, "flat", 1.0, 0.0,
+                       0.0 if e_last <= tol else math.inf, frac)
+    # shape 1: sqrt(excess) linear in t
+    s_slope, _, s_r2 = linear_fit(t, np.sqrt(excess))
+    n_sqrt = (math.sqrt(e_last) - math.sqrt(tol)) / -s_slope if s_slope < 0 else math.inf
+    # shape 2: log(excess) linear in t
+    pos = excess > 0
+    if pos.sum() >= 3:
+        g_slope, _, g_r2 = linear_fit(t[pos], np.log(excess[pos]))
+        n_exp = math.log(e_last / tol) / -g_slope if g_slope < 0 else math.inf
+    else:
+        g_slope, g_r2, n_exp = 0.0, -math.inf, math.inf
+    use_sqrt = s_r2 > g_r2 or (adaptive and s_r2 >= g_r2 - 0.01)
+    if use_sqrt:
+        return Decline(falling, rel_drop, w, floor, source, "linear-sqrt", s_r2, -s_slope, max(0.0, n_sqrt), frac)
+    return Decline(falling, rel_drop, w, floor, source, "exponential", g_r2, math.exp(g_slope), max(0.0, n_exp), frac)
+
+
+def first_epoch_at_or_below(curve, level: float) -> int | None:
+    c = as_curve(curve)
+    idx = np.flatnonzero(np.isfinite(c) & (c <= level))
+    return int(idx[0]) if len(idx) else None
