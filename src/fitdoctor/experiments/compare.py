@@ -85,7 +85,8 @@ class Comparison:
         if not (np.isfinite(X).all() and np.isfinite(y).all()):
             raise InputError("X and y contain NaN or infinite values: drop those rows first (Dataset.dropna())")
         cfg = read_training_config(model, epochs=self.epochs, batch_size=self.batch_size)
-        base = RunSpec(optimizer=cfg.optimizer, learning_rate=cfg.learning_rate, loss=cfg.loss,
+        # the compiled rate is a float32 variable: 0.01 reads back as 0.009999999776; keep 7 digits
+        base = RunSpec(optimizer=cfg.optimizer, learning_rate=float(f"{cfg.learning_rate:.7g}"), loss=cfg.loss,
                        huber_delta=cfg.huber_delta, epochs=int(cfg.epochs or DEFAULT_EPOCHS),
                        batch_size=int(cfg.batch_size or 32), clipnorm=cfg.clipnorm, momentum=cfg.momentum)
         specs = grid_specs(grid, base)

@@ -21,6 +21,7 @@ clones, and the result says so (``engine="sequential"``, ``note``).
 from __future__ import annotations
 
 import itertools
+from collections import OrderedDict
 from dataclasses import dataclass, field, asdict
 from typing import Any, Callable, Sequence
 
@@ -453,15 +454,46 @@ def _group_program(base, data: _Data, specs: list[RunSpec], seed: int):
     return fn, args, finalize
 
 
-def _compile_and_run(fn, args):
+#: compiled programs of this process, keyed by everything that shapes them (see _program_key)
+_PROGRAM_CACHE: "OrderedDict[Any, Any]" = OrderedDict()
+_PROGRAM_CACHE_SIZE = 32
+
+
+def _model_signature(base) -> str:
+    """The model's architecture (config JSON, which clones of one model share) and variable shapes."""
+    shapes = [(tuple(v.shape), str(v.dtype), bool(v.trainable)) for v in base.variables]
+    return base.to_json() + repr(shapes)
+
+
+def _program_key(kind: str, base, groups: list[list[RunSpec]], args) -> Any:
     import jax
 
-    jitted = jax.jit(fn)
-    lowered = jitted.lower(*args)
     try:
-        compiled = lowered.compile(compiler_options=_COMPILER_OPTIONS)
-    except Exception:  # an XLA build without the option
-        compiled = lowered.compile()
+        signature = _model_signature(base)
+    except Exception:  # a model that cannot describe itself: compile every time
+        return None
+    leaves = jax.tree_util.tree_leaves(args)
+    return (kind, signature, tuple((_group_key(g[0]), len(g)) for g in groups),
+            tuple((tuple(np.shape(a)), str(getattr(a, "dtype", type(a)))) for a in leaves))
+
+
+def _compile_and_run(fn, args, key=None):
+    """jit, lower and compile ``fn`` for ``args`` (reusing a program compiled for the same key), run it."""
+    import jax
+
+    compiled = _PROGRAM_CACHE.get(key) if key is not None else None
+    if compiled is None:
+        lowered = jax.jit(fn).lower(*args)
+        try:
+            compiled = lowered.compile(compiler_options=_COMPILER_OPTIONS)
+        except Exception:  # an XLA build without the option
+            compiled = lowered.compile()
+        if key is not None:
+            _PROGRAM_CACHE[key] = compiled
+            while len(_PROGRAM_CACHE) > _PROGRAM_CACHE_SIZE:
+                _PROGRAM_CACHE.popitem(last=False)
+    else:
+        _PROGRAM_CACHE.move_to_end(key)
     return compiled(*args)
 
 
@@ -473,7 +505,8 @@ def _run_vectorized_groups(base, data: _Data, groups: list[list[RunSpec]], seed:
     def all_groups(all_args):
         return [f(*a) for f, a in zip(fns, all_args)]
 
-    outs = _compile_and_run(all_groups, ([p[1] for p in programs],))
+    all_args = ([p[1] for p in programs],)
+    outs = _compile_and_run(all_groups, all_args, key=_program_key("train", base, groups, all_args))
     return [p[2](o) for p, o in zip(programs, outs)]
 
 

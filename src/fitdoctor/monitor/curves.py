@@ -203,3 +203,116 @@ def first_epoch_at_or_below(curve, level: float) -> int | None:
     c = as_curve(curve)
     idx = np.flatnonzero(np.isfinite(c) & (c <= level))
     return int(idx[0]) if len(idx) else None
+
+
+# -- trace-level analyses shared by several rules (cached on the trace) --------------------------
+def _cached(trace, key, fn):
+    cache = trace.cache
+    if key not in cache:
+        cache[key] = fn()
+    return cache[key]
+
+
+def step_divergence(trace) -> Divergence | None:
+    """Divergence seen in the per-step losses before a non-finite loss (when the epoch curve
+    turned NaN within its first epochs); the per-step curve is smoothed by a running median of 5."""
+    steps = as_curve(trace.step_loss or [])
+    if trace.nonfinite_step is None or len(steps) < 3:
+        return None
+    fin = steps[: trace.nonfinite_step] if trace.nonfinite_step <= len(steps) else steps
+    fin = fin[np.isfinite(fin)]
+    if len(fin) < 3:
+        return None
+    k = min(5, len(fin))
+    smooth = np.array([np.median(fin[max(0, i - k + 1): i + 1]) for i in range(len(fin))])
+    return divergence(np.r_[smooth, math.nan])
+
+
+def unstable(trace) -> bool:
+    """Divergence, oscillation or a non-finite loss: the curve's shape is not a slow descent."""
+    return _cached(trace, "unstable", lambda: bool(
+        trace.nonfinite_epoch is not None or divergence(trace.loss) is not None
+        or oscillation(trace.loss) is not None))
+
+
+def tail_decline(trace) -> Decline | None:
+    """:func:`decline` of the trace's loss towards the reference optimum (linear models; the
+    nonlinear reference is only an estimate, so other models extrapolate their own floor)."""
+    def compute():
+        floor = trace.optimum if trace.is_linear else None
+        return decline(trace.loss, floor=floor, adaptive=trace.adaptive)
+    return _cached(trace, "decline", compute)
+
+
+@dataclass(frozen=True)
+class AdamCrawl:
+    began: int
+    slope: float          # per epoch, of sqrt(loss - floor)
+    r2: float
+    epochs_needed: float  # more epochs until within 5% of the floor
+    floor: float
+    large_targets: bool | None
+    gap: float | None     # final loss / optimum
+    var_ratio: float | None  # final loss / var(y)
+
+
+def adam_crawl(trace) -> AdamCrawl | None:
+    """The signature of an adaptive optimizer walking towards large targets.
+
+    Adam moves every weight by ~lr per step, so the mean prediction approaches the targets' mean
+    at a constant speed: ``sqrt(L_t - L*) ~ a - b t`` (loss falling by a roughly constant amount
+    per epoch), while the loss is >= 10x the optimum (or var y). Epochs needed:
+    ``(sqrt(L_T - L*) - sqrt(0.05 L*)) / b``.
+    """
+    def compute():
+        if trace.adaptive is False or not trace.mse_comparable or unstable(trace):
+            return None
+        c = trace.finite_loss
+        if len(c) < MIN_TAIL:
+            return None
+        large = None
+        if trace.y_mean is not None and trace.variance:
+            large = trace.y_mean ** 2 >= 10.0 * trace.variance
+            if not large or c[0] > 3.0 * (trace.y_mean ** 2 + trace.variance):
+                return None  # the loss is not the targets' offset (e.g. huge predictions from unscaled inputs)
+        last = float(c[-1])
+        gap = trace.gap(last)
+        var = trace.variance
+        var_ratio = last / var if var else None
+        if gap is not None:
+            if gap < 10.0:
+                return None
+        elif var_ratio is None or var_ratio < 10.0:
+            return None
+        floor = trace.optimum if trace.optimum is not None else 0.0
+        start = len(c) // 2 if len(c) >= 2 * MIN_TAIL else 0
+        t = np.arange(start, len(c), dtype=np.float64)
+        s = np.sqrt(np.clip(c[start:] - floor, 0.0, None))
+        slope, _, r2 = linear_fit(t, s)
+        if slope >= 0 or r2 < 0.9:
+            return None
+        tol = math.sqrt(CONVERGED_EXCESS * floor)
+        needed = (float(s[-1]) - tol) / -slope
+        return AdamCrawl(start, -slope, r2, max(0.0, needed), floor, large, gap, var_ratio)
+    return _cached(trace, "adam_crawl", compute)
+
+
+#: gradient norms this many times their early level count as exploding
+GROWTH_FACTOR = 100.0
+
+
+def gradient_growth(trace) -> dict | None:
+    """First sample whose global gradient norm is >= 100x the early level (median of the first
+    three samples) or non-finite; None when it never happens or nothing was sampled."""
+    norms = [(s.epoch, s.step, s.grad_norm) for s in trace.samples if s.grad_norm is not None]
+    if len(norms) < 2:
+        return None
+    early = [g for _, _, g in norms[:3] if math.isfinite(g) and g > 0]
+    if not early:
+        return None
+    base = float(np.median(early))
+    for epoch, step, g in norms[1:]:
+        if not math.isfinite(g) or g >= GROWTH_FACTOR * base:
+            return {"epoch": int(epoch), "step": int(step), "early_gradient_norm": base,
+                    "gradient_norm": float(g), "gradient_growth": float(g) / base if math.isfinite(g) else math.inf}
+    return None

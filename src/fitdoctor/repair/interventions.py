@@ -43,7 +43,7 @@ class Recipe:
     def from_config(cls, config, *, epochs: int | None = None) -> "Recipe":
         """The recipe of a :class:`fitdoctor.model.inspect.TrainingConfig` as the user trains it."""
         return cls(
-            optimizer=config.optimizer, learning_rate=float(config.learning_rate), loss=config.loss,
+            optimizer=config.optimizer, learning_rate=float(f"{float(config.learning_rate):.6g}"), loss=config.loss,
             huber_delta=float(getattr(config, "huber_delta", 1.0) or 1.0),
             epochs=int(epochs if epochs is not None else (config.epochs or 200)),
             batch_size=int(config.batch_size or 32), clipnorm=config.clipnorm,

@@ -253,12 +253,12 @@ def _as_arrays(X, y) -> tuple[np.ndarray, np.ndarray]:
     return X, y.reshape(-1)
 
 
-def _diagnose(model, X, y, *, optimizer, learning_rate, loss, epochs, batch_size, seed) -> tuple[list[Finding], list[str]]:
-    """Findings of :func:`fitdoctor.diagnose` (no probe); an empty list with a note when unavailable."""
+def _diagnose(model, X, y, *, optimizer, learning_rate, loss, epochs, batch_size, seed):
+    """Findings, notes and reference of :func:`fitdoctor.diagnose` (no probe); no findings and a note when unavailable."""
     try:
         from ..diagnose import diagnose
     except ImportError:
-        return [], ["diagnose is not available: candidates come from the data alone"]
+        return [], ["diagnose is not available: candidates come from the data alone"], None
     kw = dict(optimizer=optimizer, loss=loss, epochs=epochs, batch_size=batch_size, probe=False)
     if learning_rate is not None:
         kw["learning_rate"] = learning_rate
@@ -270,8 +270,8 @@ def _diagnose(model, X, y, *, optimizer, learning_rate, loss, epochs, batch_size
     except InputError:
         raise
     except Exception as exc:  # a diagnose bug must not stop the repair; say so
-        return [], [f"diagnose failed ({type(exc).__name__}: {str(exc)[:120]}): candidates come from the data alone"]
-    return list(report.findings), list(getattr(report, "notes", []))
+        return [], [f"diagnose failed ({type(exc).__name__}: {str(exc)[:120]}): candidates come from the data alone"], None
+    return list(report.findings), list(getattr(report, "notes", [])), getattr(report, "reference", None)
 
 
 def _off_scale(mean: np.ndarray, std: np.ndarray) -> bool:
@@ -400,9 +400,10 @@ def repair(model, X, y, *, optimizer=None, loss=None, epochs=None, batch_size=No
     Xc, yc = X[ok], y[ok]
     if len(yc) < 2:
         raise InputError(f"only {len(yc)} row(s) are free of NaN/inf: repair needs at least 2")
-    reference = compute_reference(Xc, yc, seed=seed)
-    findings, notes = _diagnose(model, X, y, optimizer=optimizer, learning_rate=learning_rate, loss=loss,
-                                epochs=epochs, batch_size=batch_size, seed=seed)
+    findings, notes, reference = _diagnose(model, X, y, optimizer=optimizer, learning_rate=learning_rate, loss=loss,
+                                           epochs=epochs, batch_size=batch_size, seed=seed)
+    if reference is None or reference.n_rows != len(yc):
+        reference = compute_reference(Xc, yc, seed=seed)
     cands, why = _candidates(findings, Xc, yc, info, cfg, reference)
     names = list(cands)
     user_recipe = Recipe.from_config(cfg, epochs=n_epochs)
@@ -418,11 +419,12 @@ def repair(model, X, y, *, optimizer=None, loss=None, epochs=None, batch_size=No
     for n in names:
         trials.append(Trial(f"+{n}", cands[n].apply(base), (n,)))
     all_recipe = with_all(base, names)
-    trials.append(Trial("all fixes", all_recipe, tuple(names)))
+    all_trial = Trial("all fixes", all_recipe, tuple(names))
+    trials.append(all_trial)
     lr_trials = {}
     for lr in _lr_grid(base.learning_rate):
         if lr == base.learning_rate:
-            lr_trials[lr] = trials[-1]
+            lr_trials[lr] = all_trial
             continue
         t = Trial(f"all fixes, lr={lr:g}", all_recipe.replace(learning_rate=lr), tuple(names) + ("set_learning_rate",))
         lr_trials[lr] = t
@@ -430,7 +432,10 @@ def repair(model, X, y, *, optimizer=None, loss=None, epochs=None, batch_size=No
     run_trials(model, Xc, yc, trials, seed=seed, cache=cache, done=lambda k: tick("ablation", k))
     baseline = trials[0]
     all_user_lr = lr_trials[base.learning_rate]
-    best_lr = min(lr_trials, key=lambda lr: (_finite(lr_trials[lr].final_mse), lr))
+    lowest = min(_finite(t.final_mse) for t in lr_trials.values())
+    # among the rates within 0.1% of the lowest MSE, the one closest to the user's (the least change)
+    near = [lr for lr, t in lr_trials.items() if _finite(t.final_mse) <= lowest * 1.001]
+    best_lr = min(near, key=lambda lr: abs(np.log(lr / base.learning_rate)))
     if not _worse(all_user_lr, lr_trials[best_lr]):
         best_lr = base.learning_rate  # the user's rate is as good: keep it
     lr_changed = best_lr != base.learning_rate
@@ -464,10 +469,14 @@ def repair(model, X, y, *, optimizer=None, loss=None, epochs=None, batch_size=No
         else:
             chosen = candidate
     all_trials = trials + stage2
-    if lr_changed and not kept:
-        lr_chosen_without = baseline
-    else:
-        lr_chosen_without = all_user_lr if set(kept) == set(names) else None
+    lr_chosen_without = None
+    if lr_changed:  # the chosen fixes at the user's learning rate: the run that shows the rate's effect
+        at_user_lr = chosen.recipe.replace(learning_rate=base.learning_rate)
+        lr_chosen_without = next((t for t in all_trials if t.recipe == at_user_lr), None)
+        if lr_chosen_without is None:
+            lr_chosen_without = Trial("kept fixes at your learning rate", at_user_lr, tuple(kept))
+            run_trials(model, Xc, yc, [lr_chosen_without], seed=seed, cache=cache, done=lambda k: tick("confirm", k))
+            all_trials.append(lr_chosen_without)
 
     # -- verdict helpers --------------------------------------------------------------------------
     is_linear = info.is_linear and "add_capacity" not in kept

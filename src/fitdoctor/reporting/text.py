@@ -29,6 +29,8 @@ def finding_line(f: Finding) -> str:
         marks += " [*]"
     if f.confirmed:
         marks += " (confirmed)"
+    elif f.confirmed is False:
+        marks += " (not confirmed by the probe)"
     where = f" (from epoch {f.epoch})" if f.epoch is not None else ""
     return f"{f.code} {f.name}: {f.message}{where}{marks}"
 

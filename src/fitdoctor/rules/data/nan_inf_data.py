@@ -54,7 +54,7 @@ class NanInfData(Rule):
         n_nan = int(np.isnan(ctx.X).sum() + np.isnan(ctx.y).sum())
         n_inf = int(np.isinf(ctx.X).sum() + np.isinf(ctx.y).sum())
         kind = "empty/NaN" if not n_inf else ("infinite" if not n_nan else "NaN or infinite")
-        shown = ", ".join(str(r) for r in rows[:8]) + (" ..." if len(rows) > 8 else "")
+        shown = ", ".join(str(r) for r in rows[:8]) + (" ..." if len(rows) > 8 else "") + " counting from 0"
         cols = ", ".join(f"{k!r} ({v})" for k, v in columns.items())
         return [self.finding(
             f"{len(rows)} of {len(ctx.y)} rows hold {kind} cells (rows {shown}; columns {cols}); "
@@ -65,4 +65,21 @@ class NanInfData(Rule):
             fix=Fix("Drop (or impute) the rows with non-finite cells, and report them",
                     "mask = np.isfinite(X).all(axis=1) & np.isfinite(y)\nX, y = X[mask], y[mask]",
                     safe=False, intervention="drop_nonfinite_rows"),
+        )]
+
+    def detect_training(self, trace):
+        if trace.nonfinite_epoch is None or not trace.nonfinite_inputs:
+            return []
+        where = f"epoch {trace.nonfinite_epoch}" + (f" (step {trace.nonfinite_step})" if trace.nonfinite_step is not None else "")
+        ev = {"nonfinite_epoch": trace.nonfinite_epoch, "nonfinite_step": trace.nonfinite_step,
+              "stopped": trace.stopped_on_nan, "restored_weights_of_epoch": trace.restored_epoch}
+        ev.update(trace.nonfinite_inputs_evidence)
+        why = trace.nonfinite_inputs_evidence.get("reason", "the batch held non-finite inputs or targets")
+        return [self.finding(
+            f"the loss became NaN at {where}: {why}; every weight is NaN after that update",
+            ev,
+            fix=Fix("Drop (or impute) the rows with non-finite cells, and report them",
+                    "mask = np.isfinite(X).all(axis=1) & np.isfinite(y)\nX, y = X[mask], y[mask]",
+                    safe=False, intervention="drop_nonfinite_rows"),
+            epoch=trace.nonfinite_epoch, step=trace.nonfinite_step,
         )]

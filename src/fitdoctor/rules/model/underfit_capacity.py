@@ -56,3 +56,34 @@ class UnderfitCapacity(Rule):
                     "                          keras.layers.Dense(32, activation='relu'),\n"
                     "                          keras.layers.Dense(1)])", safe=False, intervention="add_capacity"),
         )]
+
+    def detect_training(self, trace):
+        from ...monitor import curves
+
+        ref = trace.reference
+        if not trace.is_linear or ref is None or ref.nonlinear_mse is None or not trace.mse_comparable:
+            return []
+        if ref.nonlinear_mse * GAIN > ref.linear_mse or curves.unstable(trace):
+            return []
+        fin = trace.finite_loss
+        if not len(fin):
+            return []
+        last = float(fin[-1])
+        reached = curves.first_epoch_at_or_below(fin, 1.25 * ref.linear_mse)
+        gain = ref.linear_mse / max(ref.nonlinear_mse, 1e-300)
+        if reached is not None:
+            msg = (f"the linear model is stuck at the least-squares optimum ({last:.4g} vs {ref.linear_mse:.4g}) since "
+                   f"epoch {reached}, while a nonlinear reference reaches {ref.nonlinear_mse:.4g} ({gain:.3g}x better)")
+        else:
+            msg = (f"the linear model cannot go below the least-squares optimum {ref.linear_mse:.4g} (now {last:.4g}), "
+                   f"and a nonlinear reference reaches {ref.nonlinear_mse:.4g} ({gain:.3g}x better)")
+        return [self.finding(
+            msg,
+            {"final_loss": last, "least_squares_mse": ref.linear_mse, "nonlinear_mse": ref.nonlinear_mse,
+             "gain": gain, "reached_least_squares": reached is not None, "epoch_reached": reached,
+             "nonlinear_model": ref.nonlinear_model},
+            fix=Fix("Add hidden layers with a nonlinear activation",
+                    "model = keras.Sequential([keras.layers.Dense(32, activation='relu'),\n"
+                    "                          keras.layers.Dense(32, activation='relu'),\n"
+                    "                          keras.layers.Dense(1)])", safe=False, intervention="add_capacity"),
+            epoch=reached if reached is not None else 0)]

@@ -68,3 +68,32 @@ class AdamLargeTarget(Rule):
                     "model = keras.Sequential([*model.layers, keras.layers.Normalization(mean=mu, variance=sigma**2, invert=True)])",
                     safe=True, intervention="scale_targets"),
         )]
+
+    def detect_training(self, trace):
+        import math
+
+        from ...monitor import curves
+
+        crawl = curves.adam_crawl(trace)
+        if crawl is None:
+            return []
+        total = trace.epochs_run + crawl.epochs_needed
+        if total <= 1.1 * trace.planned:
+            return []
+        where = f"{crawl.gap:.3g}x the optimum" if crawl.gap is not None else f"{crawl.var_ratio:.3g}x var(y)"
+        steps = (f" (~{crawl.epochs_needed * trace.steps_per_epoch:,.0f} steps)" if trace.steps_per_epoch else "")
+        opt = trace.optimizer or "the adaptive optimizer"
+        return [self.finding(
+            f"{opt} walks towards the targets at a constant pace: sqrt(loss - optimum) falls by {crawl.slope:.4g} per epoch "
+            f"(R^2 = {crawl.r2:.3f}) at {where}; it needs ~{crawl.epochs_needed:,.0f} more epochs{steps}, "
+            f"{trace.planned:,} planned",
+            {"epochs_needed": crawl.epochs_needed, "epochs_needed_total": total, "epochs_planned": trace.planned,
+             "sqrt_excess_slope_per_epoch": crawl.slope, "fit_r2": crawl.r2, "gap": crawl.gap,
+             "loss_over_var_y": crawl.var_ratio, "large_targets": crawl.large_targets,
+             "target_mean_over_std": (trace.y_mean / math.sqrt(trace.variance)) if trace.y_mean is not None and trace.variance else None,
+             "optimizer": trace.optimizer, "learning_rate": trace.learning_rate},
+            fix=Fix("Standardise the targets and invert the predictions",
+                    "mu, sigma = y.mean(), y.std()\nmodel.fit(X, (y - mu) / sigma)\n"
+                    "model = keras.Sequential([*model.layers, keras.layers.Normalization(mean=mu, variance=sigma**2, invert=True)])",
+                    safe=True, intervention="scale_targets"),
+            epoch=crawl.began)]

@@ -66,3 +66,44 @@ class LrTooHigh(Rule):
             fix=Fix(f"Lower the learning rate to ~{scale / 10:.2g} or below", f"keras.optimizers.Adam({scale / 10:.2g})",
                     safe=False, intervention="set_learning_rate"),
         )]
+
+    def detect_training(self, trace):
+        from ...monitor import curves
+
+        lr = trace.learning_rate
+        lr_txt = f"lr = {lr:g}" if lr else "the learning rate"
+        fix = Fix(f"Lower the learning rate ({'try ' + format(lr / 10, 'g') if lr else 'try 10x lower'}, or run fitdoctor lr-find)",
+                  f"keras.optimizers.Adam(learning_rate={lr / 10 if lr else 1e-4:g})", safe=False,
+                  intervention="set_learning_rate")
+        div = curves.divergence(trace.loss)
+        step = None
+        if div is None and trace.nonfinite_inputs is not True:
+            div = curves.step_divergence(trace)
+            if div is not None:
+                step = div.began
+        if div is not None:
+            spe = trace.steps_per_epoch or 1
+            epoch = div.began if step is None else step // spe
+            peak = "inf/NaN" if div.peak_loss == float("inf") else f"{div.peak_loss:.4g} ({div.ratio:.3g}x)"
+            unit = f"step {step}" if step is not None else f"epoch {div.began}"
+            return [self.finding(
+                f"the loss diverged: from its best {div.best_loss:.4g} it rose to {peak} from {unit}; "
+                f"each step with {lr_txt} overshoots the minimum",
+                {"began": div.began, "best_loss": div.best_loss, "peak_loss": div.peak_loss, "ratio": div.ratio,
+                 "learning_rate": lr, "per_step": step is not None},
+                fix=fix, epoch=epoch, step=step)]
+        osc = curves.oscillation(trace.loss)
+        if osc is None:
+            return []
+        last = float(trace.finite_loss[-1])
+        far = trace.far_from_optimum(last, 1.5)
+        if far is False:
+            return []  # bouncing close to the optimum is mini-batch noise, not a too-high learning rate
+        gap = trace.gap(last)
+        return [self.finding(
+            f"the loss oscillates: {osc.sign_change_fraction:.0%} of its epoch-to-epoch changes flip sign, by "
+            f"{osc.relative_amplitude:.0%} of its level, without net progress"
+            + (f", {gap:.3g}x the optimum" if gap is not None else ""),
+            {"sign_change_fraction": osc.sign_change_fraction, "relative_amplitude": osc.relative_amplitude,
+             "net_change": osc.net_change, "gap": gap, "learning_rate": lr},
+            severity="warning", fix=fix, epoch=osc.began)]

@@ -61,3 +61,33 @@ class LrTooLow(Rule):
                     f"keras.optimizers.{'Adam' if b.adaptive else 'SGD'}(learning_rate={wanted:.2g})",
                     safe=False, intervention="set_learning_rate"),
         )]
+
+    def detect_training(self, trace):
+        from ...monitor import curves
+
+        if curves.unstable(trace) or curves.adam_crawl(trace) is not None:
+            return []
+        dec = curves.tail_decline(trace)
+        if dec is None or not dec.falling or dec.epochs_needed == float("inf"):
+            return []
+        last = float(trace.finite_loss[-1])
+        far = trace.far_from_optimum(last, 1.5)
+        if far is None:
+            far = dec.excess_fraction >= 0.5
+        total = trace.epochs_run + dec.epochs_needed
+        # crawl: too slow for the epochs planned, while 10x the step size would fit in them
+        if not far or total <= 1.1 * trace.planned or total / 10 > trace.planned:
+            return []
+        lr = trace.learning_rate
+        gap = trace.gap(last)
+        return [self.finding(
+            f"the loss crawls far from the optimum ({'%.3g' % gap + 'x it' if gap is not None else 'still ' + format(dec.excess_fraction, '.0%') + ' removable'}): "
+            f"at this pace it needs ~{total:,.0f} epochs in all ({trace.planned:,} planned); "
+            f"a 10x larger learning rate would need ~{total / 10:,.0f}",
+            {"epochs_needed_total": total, "epochs_needed_more": dec.epochs_needed, "epochs_planned": trace.planned,
+             "gap": gap, "floor": dec.floor, "floor_source": dec.floor_source, "shape": dec.shape, "fit_r2": dec.r2,
+             "relative_drop_over_tail": dec.relative_drop, "learning_rate": lr},
+            fix=Fix(f"Raise the learning rate ({'try ' + format(10 * lr, 'g') if lr else 'try 10x'}, or run fitdoctor lr-find)",
+                    f"keras.optimizers.Adam(learning_rate={10 * lr if lr else 1e-2:g})", safe=False,
+                    intervention="set_learning_rate"),
+            epoch=trace.epochs_run - dec.window)]

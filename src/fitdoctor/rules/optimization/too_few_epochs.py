@@ -57,3 +57,30 @@ class TooFewEpochs(Rule):
                     f"model.fit(X, y, epochs={epochs}, callbacks=[keras.callbacks.EarlyStopping(\n"
                     "    monitor='loss', patience=50, restore_best_weights=True)])", safe=False, intervention="more_epochs"),
         )]
+
+    def detect_training(self, trace):
+        from ...monitor import curves
+
+        if curves.unstable(trace) or curves.adam_crawl(trace) is not None:
+            return []
+        dec = curves.tail_decline(trace)
+        if dec is None or not dec.falling or dec.excess_fraction < curves.CONVERGED_EXCESS:
+            return []
+        total = trace.epochs_run + dec.epochs_needed
+        if total <= 1.1 * trace.planned:
+            return []  # a probe that will get there within the epochs planned
+        more = max(0.0, total - trace.planned)
+        shown = "an unbounded number of" if more == float("inf") else f"~{more:,.0f}"
+        return [self.finding(
+            f"the loss is still falling at the end ({dec.relative_drop:.1%} over the last {dec.window} epochs); "
+            f"extrapolating ({dec.shape}), it needs {shown} more epochs than the {trace.planned:,} planned "
+            f"to come within 5% of {dec.floor:.4g} ({dec.floor_source})",
+            {"epochs_needed_more": more, "epochs_needed_total": total, "epochs_planned": trace.planned,
+             "epochs_run": trace.epochs_run, "relative_drop_over_tail": dec.relative_drop, "window": dec.window,
+             "floor": dec.floor, "floor_source": dec.floor_source, "shape": dec.shape, "fit_r2": dec.r2,
+             "removable_fraction_of_final_loss": dec.excess_fraction},
+            fix=Fix(f"Train for more epochs ({'~' + format(total, ',.0f') if total != float('inf') else 'many more'}) with early stopping",
+                    f"model.fit(X, y, epochs={int(min(total, 1e7)) if total != float('inf') else 10 * trace.planned}, "
+                    "callbacks=[keras.callbacks.EarlyStopping(\n    monitor='loss', patience=50, restore_best_weights=True)])",
+                    safe=False, intervention="more_epochs"),
+            epoch=trace.epochs_run - dec.window)]

@@ -65,3 +65,25 @@ class DyingRelu(Rule):
                     'keras.layers.Dense(units, activation="relu", kernel_initializer="he_normal")', safe=False,
                     intervention="sane_initializer"),
         )]
+
+    def detect_training(self, trace):
+        samples = [s for s in trace.samples if s.dead_relu]
+        if not samples:
+            return []
+        final = samples[-1].dead_relu
+        dead = {k: v for k, v in final.items() if v >= DEAD_FRACTION}
+        if not dead:
+            return []
+        worst = max(dead, key=dead.get)
+        began = next(s for s in samples if s.dead_relu.get(worst, 0.0) >= DEAD_FRACTION
+                     and all(t.dead_relu.get(worst, 0.0) >= DEAD_FRACTION for t in samples if t.step >= s.step))
+        start = samples[0].dead_relu.get(worst, 0.0)
+        return [self.finding(
+            f"{dead[worst]:.0%} of the ReLU units in layer {worst!r} are dead (zero on every sample row) from epoch "
+            f"{began.epoch} (at the start: {start:.0%})",
+            {"dead_fraction_by_layer": final, "layer": worst, "dead_fraction_at_start": start,
+             "began_step": began.step},
+            fix=Fix("Use He initialisation with zero biases (or leaky_relu), a lower learning rate, and standardised inputs",
+                    'keras.layers.Dense(units, activation="relu", kernel_initializer="he_normal")', safe=False,
+                    intervention="sane_initializer"),
+            epoch=began.epoch, step=began.step)]

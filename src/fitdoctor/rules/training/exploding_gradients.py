@@ -31,3 +31,34 @@ class ExplodingGradients(Rule):
     code = "T401"
     name = "exploding-gradients"
     severity = "error"
+
+    def detect_training(self, trace):
+        import math
+
+        from ...findings import Fix
+        from ...monitor.curves import GROWTH_FACTOR, gradient_growth
+
+        fix = Fix("Clip the gradient norm and lower the learning rate (and fix the scale that made it explode)",
+                  "keras.optimizers.Adam(learning_rate=1e-3, clipnorm=1.0)", safe=False, intervention="clip_gradients")
+        growth = gradient_growth(trace)
+        if trace.nonfinite_epoch is not None and trace.nonfinite_inputs is not True:
+            fin = trace.finite_loss
+            ev = {"nonfinite_epoch": trace.nonfinite_epoch, "nonfinite_step": trace.nonfinite_step,
+                  "last_finite_loss": float(fin[-1]) if len(fin) else None,
+                  "stopped": trace.stopped_on_nan, "restored_weights_of_epoch": trace.restored_epoch,
+                  "initial_weight_max": trace.initial_weight_max}
+            if trace.variance and len(fin):
+                ev["last_finite_loss_over_var_y"] = float(fin[-1]) / trace.variance
+            if growth:
+                ev.update(growth)
+            where = f"epoch {trace.nonfinite_epoch}" + (f" (step {trace.nonfinite_step})" if trace.nonfinite_step is not None else "")
+            return [self.finding(
+                f"the loss became inf/NaN at {where} although the inputs were finite: the weights or activations overflowed",
+                ev, fix=fix, epoch=trace.nonfinite_epoch, step=trace.nonfinite_step)]
+        if growth is None:
+            return []
+        ratio = growth["gradient_growth"]
+        shown = "non-finite" if not math.isfinite(ratio) else f"{ratio:.3g}x their early level"
+        return [self.finding(
+            f"gradient norms on the sample batch grew to {shown} (>= {GROWTH_FACTOR:g}x) from epoch {growth['epoch']}",
+            growth, fix=fix, epoch=growth["epoch"], step=growth["step"])]

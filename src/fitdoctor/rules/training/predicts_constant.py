@@ -3,6 +3,11 @@ from __future__ import annotations
 from ...findings import Fix
 from ..base import Rule
 
+#: predictions whose std is below this fraction of the targets' std count as constant
+SPREAD = 0.01
+#: ... when the loss is at least this fraction of var(y) (the mean predictor's MSE)
+NEAR_VAR = 0.8
+
 
 class PredictsConstant(Rule):
     """Checks for a model whose predictions do not depend on the input.
@@ -41,3 +46,29 @@ class PredictsConstant(Rule):
                 fix=Fix("Use a linear output", "keras.layers.Dense(1)", safe=True, intervention="replace_output_activation"),
             )]
         return []
+
+    def detect_training(self, trace):
+        samples = [s for s in trace.samples if s.pred_spread is not None]
+        if not samples or samples[-1].pred_spread >= SPREAD:
+            return []
+        fin = trace.finite_loss
+        var = trace.variance
+        if not len(fin) or not var or not trace.mse_comparable:
+            return []
+        last = float(fin[-1])
+        if last < NEAR_VAR * var:
+            return []  # a loss well below var(y) cannot come from a constant prediction
+        began = samples[-1]
+        for s in reversed(samples):
+            if s.pred_spread >= SPREAD:
+                break
+            began = s
+        return [self.finding(
+            f"the predictions do not depend on the input: their spread is {samples[-1].pred_spread:.2g} of the targets' "
+            f"from epoch {began.epoch}, and the loss {last:.4g} is {last / var:.3g}x var(y), the mean predictor's",
+            {"prediction_spread": samples[-1].pred_spread, "prediction_std": samples[-1].pred_std,
+             "prediction_mean": samples[-1].pred_mean, "final_loss": last, "loss_over_var_y": last / var,
+             "output_activation": trace.output_activation},
+            fix=Fix("Use a linear output (and check for dead units, a saturated output or a broadcasting loss)",
+                    "keras.layers.Dense(1)", safe=False, intervention="replace_output_activation"),
+            epoch=began.epoch, step=began.step)]

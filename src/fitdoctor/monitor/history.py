@@ -1,0 +1,112 @@
+"""diagnose_history(): the training-time rules on a finished run."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..findings import Finding
+from ..report import Report
+from .trace import Trace
+
+
+def run_training_rules(trace: Trace, *, select=None, ignore=None) -> list[Finding]:
+    """Every selected rule's ``detect_training(trace)``, in registry order."""
+    from ..rules import select_rules
+
+    trace.cache.clear()
+    findings: list[Finding] = []
+    for rule in select_rules(select, ignore):
+        findings.extend(rule.detect_training(trace))
+    return findings
+
+
+def diagnose_history(history_or_losses, *, y=None, X=None, reference=None, optimizer=None, learning_rate=None,
+                     epochs=None, steps_per_epoch=None, is_linear=None, y_var=None, loss=None, monitor="loss",
+                     select=None, ignore=None) -> Report:
+    """Run the curve rules on a finished training run.
+
+    Parameters
+    ----------
+    history_or_losses : keras.callbacks.History, dict of lists, list of floats, or a DataFrame
+        (a ``CSVLogger`` file read with pandas).
+    y, X : the training data; with both, the reference losses (mean predictor, least squares,
+        nonlinear reference) are computed, with ``y`` alone var(y) and the mean.
+    reference : a precomputed :class:`~fitdoctor.reference.Reference`.
+    optimizer, learning_rate, epochs, steps_per_epoch, is_linear, loss : the run's configuration
+        when the history does not carry it (a History remembers its model and params).
+    y_var : var(y) when neither ``y`` nor a reference is given (scale-free thresholds need it).
+    """
+    if reference is None and X is not None and y is not None:
+        from ..reference import compute_reference
+
+        Xa = np.asarray(X, dtype=np.float64)
+        if Xa.ndim == 1:
+            Xa = Xa.reshape(-1, 1)
+        reference = compute_reference(Xa, y)
+    if X is not None and y is None:
+        raise InputError("diagnose_history received X without y: pass y too (or neither)")
+    loss_name = None
+    if loss is not None:
+        from ..model.inspect import canonical_loss
+
+        loss_name = canonical_loss(loss)
+    trace = Trace.from_history(history_or_losses, reference=reference, y=y, optimizer=optimizer,
+                               learning_rate=learning_rate, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                               is_linear=is_linear, y_var=y_var, loss_name=loss_name, monitor=monitor)
+    findings = run_training_rules(trace, select=select, ignore=ignore)
+    return report_from_trace(trace, findings, source="history")
+
+
+def report_from_trace(trace: Trace, findings: list[Finding], *, source: str) -> Report:
+    fin = trace.finite_loss
+    config = {"optimizer": trace.optimizer, "learning_rate": trace.learning_rate, "loss": trace.loss_name,
+              "epochs": trace.epochs_planned, "steps_per_epoch": trace.steps_per_epoch}
+    data: dict[str, Any] = {"loss": [float(v) for v in trace.loss], "epochs_run": trace.epochs_run,
+                            "final_loss": float(fin[-1]) if len(fin) else None}
+    if trace.val_loss:
+        data["val_loss"] = [float(v) for v in trace.val_loss]
+    if trace.variance is not None:
+        data["target_var"] = trace.variance
+    if trace.y_mean is not None:
+        data["target_mean"] = trace.y_mean
+    if len(fin) and trace.gap(float(fin[-1])) is not None:
+        data["gap"] = trace.gap(float(fin[-1]))
+    notes = []
+    if trace.reference is None and trace.variance is None:
+        notes.append("no data or target variance given: only scale-free curve shapes were judged "
+                     "(pass y=/--data or --target-var to compare the loss with what is achievable)")
+    if not trace.mse_comparable:
+        notes.append(f"the loss is {trace.loss_name}, not MSE: it was not compared with var(y) or the optimum")
+    model = {"is_linear": trace.is_linear} if trace.is_linear is not None else None
+    return Report(findings=findings, reference=trace.reference, config=config, model=model, notes=notes,
+                  data=data, source=source)
+
+
+def diagnose_log_file(args) -> Report:
+    """The ``check-log`` verb: read a CSVLogger file (and optionally the data) and diagnose it."""
+    import os
+
+    import pandas as pd
+
+    path = args.log
+    if not os.path.exists(path):
+        raise InputError(f"log file {path} does not exist: pass the file keras.callbacks.CSVLogger wrote")
+    try:
+        frame = pd.read_csv(path, sep=None, engine="python")
+    except Exception as exc:  # pandas raises many types for unreadable files
+        raise InputError(f"cannot read {path} as CSV ({type(exc).__name__}): pass a keras.callbacks.CSVLogger file") from None
+    if "loss" not in frame.columns:
+        raise InputError(f"{path} has no 'loss' column (columns: {', '.join(map(str, frame.columns))}): "
+                         "pass a keras.callbacks.CSVLogger file")
+    X = y = None
+    if getattr(args, "data", None):
+        from ..data.loading import load_dataset
+
+        data, _dropped = load_dataset(args.data, args.target).dropna()
+        X, y = data.X, data.y
+    elif getattr(args, "target", None):
+        raise InputError("--target needs --data: pass the data file the model was trained on")
+    return diagnose_history(frame, X=X, y=y, optimizer=args.optimizer, learning_rate=args.lr, epochs=args.epochs,
+                            is_linear=args.linear, y_var=args.target_var)

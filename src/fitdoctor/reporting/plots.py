@@ -1,0 +1,439 @@
+"""Plots as Display objects (the scikit-learn convention).
+
+Each Display holds the numbers it draws; a ``from_...`` class method builds it from a fitdoctor
+result and calls :meth:`plot`; ``plot(ax=None)`` draws on ``ax`` (a new figure when None),
+stores ``ax_`` and ``figure_`` and returns ``self``::
+
+    disp = TrainingCurvesDisplay.from_report(report)
+    disp.figure_.savefig("curves.png")
+
+The HTML report draws the same Displays on figures that never touch ``pyplot`` (Agg canvas), so
+rendering a report does not change the user's matplotlib backend.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..rules.data.outliers import Z_LIMIT, robust_z
+
+__all__ = [
+    "FeatureScalesDisplay",
+    "LRFinderDisplay",
+    "PredictionErrorDisplay",
+    "TargetDistributionDisplay",
+    "TrainingCurvesDisplay",
+]
+
+#: line styles of the reference optima (label -> matplotlib keyword arguments)
+_REF_STYLE = {
+    "mean predictor": {"color": "#888888", "linestyle": "--"},
+    "least squares": {"color": "#000000", "linestyle": ":"},
+    "nonlinear reference": {"color": "#7b3294", "linestyle": "-."},
+}
+
+
+def _new_axes(ax, figsize=(7.5, 4.2)):
+    if ax is not None:
+        return ax, ax.figure
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=figsize)
+    return ax, fig
+
+
+def _finite_positive(values) -> np.ndarray:
+    v = np.asarray(values, dtype=float).reshape(-1)
+    return np.where(np.isfinite(v) & (v > 0), v, np.nan)
+
+
+def _references(reference, *, linear: bool = True) -> dict[str, float]:
+    """The reference optima of a :class:`fitdoctor.reference.Reference` as {label: MSE}."""
+    if reference is None:
+        return {}
+    out = {"mean predictor": float(reference.mean_mse), "least squares": float(reference.linear_mse)}
+    nl = getattr(reference, "nonlinear_mse", None)
+    if nl is not None and np.isfinite(nl):
+        out["nonlinear reference"] = float(nl)
+    return out
+
+
+def _history_curve(history) -> list[float]:
+    """Per-epoch loss from a Keras ``History``, its ``.history`` dict, or a plain sequence."""
+    h = getattr(history, "history", history)
+    if isinstance(h, Mapping):
+        for key in ("mse", "mean_squared_error", "loss"):
+            if key in h:
+                return [float(v) for v in h[key]]
+        raise ValueError(f"the history has no 'loss' or 'mse' key. Received keys {sorted(h)}")
+    return [float(v) for v in h]
+
+
+# -------------------------------------------------------------------------------------------------
+class TrainingCurvesDisplay:
+    """Training curves on a log scale with the reference optima as horizontal lines.
+
+    Parameters
+    ----------
+    curves : dict label -> per-epoch MSE (original target units). Non-finite values are gaps.
+    references : dict label -> MSE ("mean predictor", "least squares", "nonlinear reference").
+    title, ylabel : text of the plot.
+    """
+
+    def __init__(self, *, curves: Mapping[str, Sequence[float]], references: Mapping[str, float] | None = None,
+                 title: str | None = None, ylabel: str = "training MSE (original units, log scale)",
+                 diverged: Sequence[str] = ()):
+        self.curves = curves
+        self.references = references
+        self.title = title
+        self.ylabel = ylabel
+        self.diverged = diverged
+
+    @classmethod
+    def from_report(cls, report, *, ax=None, variants: bool = True) -> "TrainingCurvesDisplay":
+        """The probe (or the monitored run) of a :class:`fitdoctor.Report` and each fix's probe."""
+        probe = getattr(report, "probe", None) or {}
+        curves: dict[str, list[float]] = {}
+        diverged = []
+        if probe.get("loss"):
+            label = "your configuration" + (f" ({probe['spec']})" if probe.get("spec") else "")
+            curves[label] = list(probe["loss"])
+            if probe.get("diverged"):
+                diverged.append(label)
+        if variants:
+            for v in probe.get("variants") or []:
+                if v.get("loss"):
+                    curves[f"with the fix for {v.get('finding', '?')}"] = list(v["loss"])
+        linear = bool((getattr(report, "model", None) or {}).get("is_linear", True))
+        src = getattr(report, "source", "check")
+        title = {"check": "Probe: a short training run as configured, and with each fix",
+                 "fix": "Training as configured"}.get(src, "Training curve")
+        return cls(curves=curves, references=_references(getattr(report, "reference", None), linear=linear),
+                   title=title, diverged=diverged).plot(ax=ax)
+
+    @classmethod
+    def from_comparison(cls, comparison, *, ax=None, max_runs: int = 12) -> "TrainingCurvesDisplay":
+        """Every run of a :class:`fitdoctor.Comparison` (the best ``max_runs`` when there are more)."""
+        runs = list(getattr(comparison, "runs_", []))
+        if len(runs) > max_runs:
+            key = lambda r: (bool(r.diverged), r.final_mse if np.isfinite(r.final_mse) else np.inf)  # noqa: E731
+            runs = sorted(runs, key=key)[:max_runs]
+        curves = {r.spec.label(): list(r.mse) for r in runs}
+        diverged = [r.spec.label() for r in runs if r.diverged]
+        title = f"{len(getattr(comparison, 'runs_', []))} configurations"
+        if len(runs) < len(getattr(comparison, "runs_", [])):
+            title += f" (best {len(runs)} shown)"
+        return cls(curves=curves, references=_references(getattr(comparison, "reference_", None)),
+                   title=title, diverged=diverged).plot(ax=ax)
+
+    @classmethod
+    def from_history(cls, history, *, reference=None, label: str = "training loss", ax=None,
+                     title: str | None = None) -> "TrainingCurvesDisplay":
+        """A Keras ``History`` (or its dict, or a list of per-epoch losses) and optional references."""
+        curve = _history_curve(history)
+        return cls(curves={label: curve}, references=_references(reference), title=title or "Training curve").plot(ax=ax)
+
+    @classmethod
+    def from_repair(cls, repair, *, ax=None) -> "TrainingCurvesDisplay":
+        """The user's configuration and the repaired one (both per-epoch MSE in original units)."""
+        curves = {}
+        before = getattr(repair, "history_before", None)
+        after = getattr(repair, "history_after", None)
+        diverged = []
+        if before:
+            curves["before: your configuration"] = list(before)
+            if not np.isfinite(np.asarray(before, dtype=float)).all():
+                diverged.append("before: your configuration")
+        if after:
+            curves["after: repaired"] = list(after)
+        return cls(curves=curves, references=_references(getattr(repair, "reference", None)),
+                   title="Before and after the repair", diverged=diverged).plot(ax=ax)
+
+    def plot(self, ax=None, *, legend: bool = True) -> "TrainingCurvesDisplay":
+        ax, fig = _new_axes(ax)
+        finite_max = []
+        for i, (label, values) in enumerate(self.curves.items()):
+            y = _finite_positive(values)
+            x = np.arange(1, len(y) + 1)
+            text = str(label)
+            if label in self.diverged or (len(y) and np.isnan(y[-1])):
+                text += " (diverged / NaN)"
+            line, = ax.plot(x, y, label=text, linewidth=1.8 if i == 0 else 1.3)
+            if np.isfinite(y).any():
+                finite_max.append(np.nanmax(y))
+                last = np.flatnonzero(np.isfinite(y))[-1]
+                if last < len(y) - 1:  # the curve stopped being finite: mark where
+                    ax.plot([x[last]], [y[last]], marker="x", markersize=9, color=line.get_color())
+            else:
+                ax.plot([], [])
+        for label, value in (self.references or {}).items():
+            if value is not None and np.isfinite(value) and value > 0:
+                style = _REF_STYLE.get(label, {"color": "#444444", "linestyle": ":"})
+                ax.axhline(value, linewidth=1.2, label=f"{label} {value:.4g}", **style)
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(self.ylabel)
+        if self.title:
+            ax.set_title(self.title, fontsize="medium")
+        ax.grid(True, which="major", alpha=0.3)
+        if legend:
+            ax.legend(fontsize="small", loc="best")
+        self.ax_, self.figure_ = ax, fig
+        return self
+
+
+# -------------------------------------------------------------------------------------------------
+class FeatureScalesDisplay:
+    """Scale (root mean square) of each feature before and after standardising, log scale.
+
+    Parameters
+    ----------
+    feature_names : names of the columns.
+    scales : RMS of each raw column (``sqrt(mean(x**2))``, what the gradient sees).
+    scaled : RMS after standardising (1 for every non-constant column, 0 for a constant one);
+        computed from ``std`` when not given.
+    target_name, target_scale : the target's RMS, drawn as an extra bar when given.
+    """
+
+    def __init__(self, *, feature_names: Sequence[str], scales: Sequence[float], scaled: Sequence[float] | None = None,
+                 target_name: str | None = None, target_scale: float | None = None):
+        self.feature_names = feature_names
+        self.scales = scales
+        self.scaled = scaled
+        self.target_name = target_name
+        self.target_scale = target_scale
+
+    @classmethod
+    def from_report(cls, report, *, ax=None) -> "FeatureScalesDisplay":
+        d = getattr(report, "data", None) or {}
+        if not d.get("feature_rms"):
+            raise ValueError("the report holds no feature statistics (report.data['feature_rms'])")
+        rms = np.asarray(d["feature_rms"], dtype=float)
+        std = np.asarray(d.get("feature_std", np.ones_like(rms)), dtype=float)
+        names = list(d.get("feature_names") or [f"x{i}" for i in range(len(rms))])
+        target_scale = None
+        if d.get("target_mean") is not None and d.get("target_std") is not None:
+            target_scale = float(np.hypot(d["target_mean"], d["target_std"]))  # RMS = sqrt(mean^2 + std^2)
+        return cls(feature_names=names, scales=rms, scaled=np.where(std > 0, 1.0, 0.0),
+                   target_name=d.get("target_name") or "target", target_scale=target_scale).plot(ax=ax)
+
+    @classmethod
+    def from_data(cls, X, y=None, *, feature_names: Sequence[str] | None = None, target_name: str = "target",
+                  ax=None) -> "FeatureScalesDisplay":
+        X = np.asarray(X, dtype=float)
+        X = X.reshape(len(X), -1)
+        ok = np.isfinite(X).all(axis=1)
+        if y is not None:
+            yv = np.asarray(y, dtype=float).reshape(len(X), -1)[:, 0]
+            ok &= np.isfinite(yv)
+        Xc = X[ok]
+        rms = np.sqrt(np.mean(Xc**2, axis=0))
+        std = Xc.std(axis=0)
+        names = list(feature_names or [f"x{i}" for i in range(X.shape[1])])
+        ts = float(np.sqrt(np.mean(yv[ok] ** 2))) if y is not None else None
+        return cls(feature_names=names, scales=rms, scaled=np.where(std > 0, 1.0, 0.0), target_name=target_name,
+                   target_scale=ts).plot(ax=ax)
+
+    def plot(self, ax=None) -> "FeatureScalesDisplay":
+        names = [str(n) for n in self.feature_names]
+        before = np.asarray(self.scales, dtype=float)
+        after = np.ones_like(before) if self.scaled is None else np.asarray(self.scaled, dtype=float)
+        if self.target_scale is not None:
+            names.append(f"{self.target_name} (target)")
+            before = np.append(before, self.target_scale)
+            after = np.append(after, 1.0)
+        ax, fig = _new_axes(ax, figsize=(7.5, max(2.6, 0.45 * len(names) + 1.4)))
+        pos = np.arange(len(names))
+        h = 0.38
+        floor = 1e-3
+        ax.barh(pos - h / 2, np.maximum(before, floor), height=h, color="#d95f02", label="as given (RMS)")
+        ax.barh(pos + h / 2, np.maximum(after, floor), height=h, color="#1b9e77", label="standardised")
+        for p, v in zip(pos, before):
+            ax.text(max(v, floor) * 1.15, p - h / 2, f"{v:.3g}", va="center", fontsize="x-small")
+        ax.axvline(1.0, color="black", linewidth=0.8, linestyle=":")
+        ax.set_xscale("log")
+        ax.set_yticks(pos)
+        ax.set_yticklabels(names, fontsize="small")
+        ax.invert_yaxis()
+        lo = min(floor, np.nanmin(np.maximum(before, floor))) / 2
+        hi = max(10.0, np.nanmax(before) * 8) if np.isfinite(before).any() else 10.0
+        ax.set_xlim(lo, hi)
+        ax.set_xlabel("root mean square (log scale); 1 = unit scale")
+        ax.set_title("Feature scales before and after standardising", fontsize="medium")
+        ax.legend(fontsize="small", loc="lower right")
+        ax.grid(True, axis="x", which="major", alpha=0.3)
+        self.ax_, self.figure_ = ax, fig
+        return self
+
+
+# -------------------------------------------------------------------------------------------------
+class TargetDistributionDisplay:
+    """Histogram of the targets with outliers (robust z above ``z_limit``) marked.
+
+    The robust z-score is ``(y - median) / (1.4826 * MAD)``
+    (:func:`fitdoctor.rules.data.outliers.robust_z`).
+    """
+
+    def __init__(self, *, y: Sequence[float], target_name: str = "target", z_limit: float = Z_LIMIT):
+        self.y = y
+        self.target_name = target_name
+        self.z_limit = z_limit
+
+    @classmethod
+    def from_report(cls, report, *, ax=None) -> "TargetDistributionDisplay":
+        d = getattr(report, "data", None) or {}
+        if not d.get("target_sample"):
+            raise ValueError("the report holds no target sample (report.data['target_sample'])")
+        return cls(y=d["target_sample"], target_name=d.get("target_name") or "target").plot(ax=ax)
+
+    @classmethod
+    def from_data(cls, y, *, target_name: str = "target", ax=None) -> "TargetDistributionDisplay":
+        return cls(y=y, target_name=target_name).plot(ax=ax)
+
+    def plot(self, ax=None) -> "TargetDistributionDisplay":
+        ax, fig = _new_axes(ax)
+        y = np.asarray(self.y, dtype=float).reshape(-1)
+        y = y[np.isfinite(y)]
+        z = robust_z(y) if len(y) else y
+        out = np.abs(z) > self.z_limit
+        self.z_ = z
+        self.n_outliers_ = int(out.sum())
+        bins = int(np.clip(np.sqrt(len(y)) * 2, 5, 60))
+        ax.hist(y[~out], bins=bins, color="#4477aa", alpha=0.85, label=f"{int((~out).sum())} values")
+        if out.any():
+            ax.hist(y[out], bins=bins, color="#cc3311", alpha=0.9)
+            ax.plot(y[out], np.zeros(out.sum()), "v", color="#cc3311", markersize=9, clip_on=False,
+                    label=f"{int(out.sum())} outlier(s), |robust z| > {self.z_limit:g}")
+        med = float(np.median(y)) if len(y) else 0.0
+        ax.axvline(med, color="black", linewidth=1, linestyle=":", label=f"median {med:.4g}")
+        ax.set_xlabel(f"{self.target_name}")
+        ax.set_ylabel("count")
+        ax.set_title(f"Target distribution ({len(y)} values)", fontsize="medium")
+        ax.legend(fontsize="small")
+        self.ax_, self.figure_ = ax, fig
+        return self
+
+
+# -------------------------------------------------------------------------------------------------
+class LRFinderDisplay:
+    """The learning-rate range test: smoothed loss against the learning rate (log x) and the suggestion."""
+
+    def __init__(self, *, lrs: Sequence[float], losses: Sequence[float], suggestion: float | None = None,
+                 lr_range: tuple[float, float] | None = None, current_lr: float | None = None,
+                 title: str = "Learning-rate range test", loss_label: str = "loss (smoothed)",
+                 suggestion_label: str = "suggestion", marker: str | None = None):
+        self.lrs = lrs
+        self.losses = losses
+        self.suggestion = suggestion
+        self.lr_range = lr_range
+        self.current_lr = current_lr
+        self.title = title
+        self.loss_label = loss_label
+        self.suggestion_label = suggestion_label
+        self.marker = marker
+
+    @classmethod
+    def from_finder(cls, finder, *, current_lr: float | None = None, ax=None) -> "LRFinderDisplay":
+        """A fitted :class:`fitdoctor.LRFinder` (``lrs_``, ``losses_``, ``suggestion_``, ``range_``)."""
+        lr_range = getattr(finder, "range_", None)
+        return cls(lrs=finder.lrs_, losses=finder.losses_, suggestion=getattr(finder, "suggestion_", None),
+                   lr_range=tuple(lr_range) if lr_range is not None else None, current_lr=current_lr).plot(ax=ax)
+
+    def plot(self, ax=None) -> "LRFinderDisplay":
+        ax, fig = _new_axes(ax)
+        lrs = np.asarray(self.lrs, dtype=float)
+        losses = np.asarray(self.losses, dtype=float)
+        ax.plot(lrs, np.where(np.isfinite(losses) & (losses > 0), losses, np.nan), color="#4477aa",
+                label=self.loss_label, marker=self.marker)
+        if self.lr_range is not None:
+            ax.axvspan(self.lr_range[0], self.lr_range[1], color="#1b9e77", alpha=0.15,
+                       label=f"suggested range {self.lr_range[0]:.2g} to {self.lr_range[1]:.2g}")
+        if self.suggestion is not None:
+            ax.axvline(self.suggestion, color="#1b9e77", linewidth=1.8, label=f"{self.suggestion_label} {self.suggestion:.3g}")
+        if self.current_lr is not None:
+            ax.axvline(self.current_lr, color="#cc3311", linestyle="--", label=f"your learning rate {self.current_lr:.3g}")
+        ax.set_xscale("log")
+        if (losses[np.isfinite(losses)] > 0).all() and np.isfinite(losses).any():
+            ax.set_yscale("log")
+        ax.set_xlabel("learning rate (log scale)")
+        ax.set_ylabel("training loss")
+        ax.set_title(self.title, fontsize="medium")
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize="small")
+        self.ax_, self.figure_ = ax, fig
+        return self
+
+
+# -------------------------------------------------------------------------------------------------
+class PredictionErrorDisplay:
+    """Predicted against actual, or residuals against predicted, for a (repaired) model.
+
+    ``kind`` is ``"actual_vs_predicted"`` (the diagonal is a perfect fit) or
+    ``"residual_vs_predicted"`` (residual = actual - predicted; zero is a perfect fit).
+    """
+
+    KINDS = ("actual_vs_predicted", "residual_vs_predicted")
+
+    def __init__(self, *, y_true: Sequence[float], y_pred: Sequence[float], target_name: str = "target"):
+        self.y_true = y_true
+        self.y_pred = y_pred
+        self.target_name = target_name
+
+    @classmethod
+    def from_predictions(cls, y_true, y_pred, *, target_name: str = "target", kind: str = "actual_vs_predicted",
+                         ax=None) -> "PredictionErrorDisplay":
+        return cls(y_true=y_true, y_pred=y_pred, target_name=target_name).plot(ax=ax, kind=kind)
+
+    @classmethod
+    def from_model(cls, model, X, y, *, target_name: str = "target", kind: str = "actual_vs_predicted",
+                   ax=None) -> "PredictionErrorDisplay":
+        """Predict with a Keras model on the finite rows of ``X``, ``y``."""
+        X = np.asarray(X, dtype=float)
+        X = X.reshape(len(X), -1)
+        y = np.asarray(y, dtype=float).reshape(len(X), -1)[:, 0]
+        ok = np.isfinite(X).all(axis=1) & np.isfinite(y)
+        pred = np.asarray(model.predict(X[ok], verbose=0), dtype=float).reshape(ok.sum(), -1)[:, 0]
+        return cls.from_predictions(y[ok], pred, target_name=target_name, kind=kind, ax=ax)
+
+    @classmethod
+    def from_repair(cls, repair, *, kind: str = "actual_vs_predicted", ax=None) -> "PredictionErrorDisplay":
+        """The repaired model on the training data the repair saw (rows with NaN/inf left out)."""
+        X = getattr(repair, "_X", None)
+        y = getattr(repair, "_y", None)
+        if X is None or y is None:
+            raise ValueError("the repair holds no training data to predict on")
+        return cls.from_model(repair.model, X, y, target_name=getattr(repair, "target_name", "target"), kind=kind, ax=ax)
+
+    def plot(self, ax=None, *, kind: str = "actual_vs_predicted") -> "PredictionErrorDisplay":
+        if kind not in self.KINDS:
+            raise ValueError(f"kind must be one of {self.KINDS}. Received kind={kind!r}")
+        ax, fig = _new_axes(ax, figsize=(5, 4.5))
+        t = np.asarray(self.y_true, dtype=float).reshape(-1)
+        p = np.asarray(self.y_pred, dtype=float).reshape(-1)
+        name = self.target_name
+        if kind == "actual_vs_predicted":
+            ax.scatter(p, t, s=18, alpha=0.7, color="#4477aa")
+            both = np.concatenate([t, p])
+            both = both[np.isfinite(both)]
+            if len(both):
+                lo, hi = both.min(), both.max()
+                ax.plot([lo, hi], [lo, hi], color="black", linestyle=":", linewidth=1, label="perfect fit")
+                ax.legend(fontsize="small")
+            ax.set_xlabel(f"predicted {name}")
+            ax.set_ylabel(f"actual {name}")
+            ax.set_title("Predicted vs actual", fontsize="medium")
+        else:
+            ax.scatter(p, t - p, s=18, alpha=0.7, color="#4477aa")
+            ax.axhline(0.0, color="black", linestyle=":", linewidth=1)
+            ax.set_xlabel(f"predicted {name}")
+            ax.set_ylabel(f"residual (actual - predicted)")
+            ax.set_title("Residuals", fontsize="medium")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(4))
+        ax.yaxis.set_major_locator(MaxNLocator(6))
+        ax.grid(True, alpha=0.3)
+        self.kind_ = kind
+        self.ax_, self.figure_ = ax, fig
+        return self

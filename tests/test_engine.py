@@ -1,0 +1,147 @@
+"""The training engine: vectorised runs agree with model.fit, the model is never modified."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import keras  # noqa: E402
+
+from fitdoctor.errors import InputError  # noqa: E402
+from fitdoctor.examples import load_example  # noqa: E402
+from fitdoctor.reference import least_squares  # noqa: E402
+from fitdoctor.experiments import RunSpec, build_trained_model, train_runs  # noqa: E402
+from fitdoctor.experiments.engine import shuffled_batches  # noqa: E402
+
+jax_only = pytest.mark.skipif(keras.backend.backend() != "jax", reason="the vectorised engine needs JAX")
+
+
+def income():
+    ex = load_example("income")
+    ok = np.isfinite(ex.X).all(axis=1)
+    return ex, ex.X[ok], ex.y[ok]
+
+
+@pytest.mark.slow
+@jax_only
+def test_vectorized_curves_agree_with_model_fit_full_batch():
+    ex, X, y = income()  # 18 rows, batch 32: one full batch per epoch, deterministic
+    model = ex.build_model(0)
+    specs = [
+        RunSpec("adam", 1e-2, scale_x=True, scale_y=True, epochs=30, batch_size=32),
+        RunSpec("sgd", 1e-2, scale_x=True, epochs=30, batch_size=32),
+        RunSpec("rmsprop", 1e-1, epochs=30, batch_size=32),
+        RunSpec("adagrad", 1e-1, scale_y=True, loss="huber", huber_delta=0.5, epochs=30, batch_size=32),
+        RunSpec("sgd", 1e-2, scale_x=True, scale_y=True, momentum=0.9, clipnorm=1.0, loss="mae", epochs=30, batch_size=32),
+    ]
+    vec = train_runs(model, X, y, specs, engine="vectorized")
+    seq = train_runs(model, X, y, specs, engine="sequential")
+    for a, b in zip(vec, seq):
+        assert a.engine == "vectorized" and b.engine == "sequential"
+        np.testing.assert_allclose(a.mse, b.mse, rtol=1e-4, err_msg=a.spec.label())
+        np.testing.assert_allclose(a.loss, b.loss, rtol=1e-4, err_msg=a.spec.label())
+        for wa, wb in zip(a.weights, b.weights):
+            np.testing.assert_allclose(wa, wb, rtol=1e-3, atol=1e-5)
+    # the runs really differ from each other (the comparison is not vacuous)
+    finals = [r.final_mse for r in vec]
+    assert max(finals) / min(finals) > 10
+
+
+@jax_only
+def test_last_partial_batch_and_shuffling_follow_numpy_sgd():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(10, 2))
+    y = X @ np.array([1.5, -2.0]) + 0.5
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    w0, b0 = [np.asarray(v, np.float64) for v in model.get_weights()]
+    lr, epochs, bs = 0.1, 2, 4  # batches of 4, 4 and 2 rows
+    res = train_runs(model, X, y, [RunSpec("sgd", lr, epochs=epochs, batch_size=bs)], seed=5, engine="vectorized")[0]
+    idx, mask = shuffled_batches(10, bs, epochs, 5)
+    w, b = w0[:, 0].copy(), float(b0[0])
+    epoch_losses = []
+    for e in range(epochs):
+        total = 0.0
+        for s in range(idx.shape[1]):
+            rows = idx[e, s][mask[e, s] > 0]
+            err = X[rows] @ w + b - y[rows]
+            total += np.mean(err**2) * len(rows)
+            w -= lr * 2 * X[rows].T @ err / len(rows)   # d/dw mean(err^2)
+            b -= lr * 2 * err.mean()
+        epoch_losses.append(total / 10)
+    np.testing.assert_allclose(res.weights[0][:, 0], w, rtol=1e-4)
+    np.testing.assert_allclose(res.weights[1][0], b, rtol=1e-4)
+    np.testing.assert_allclose(res.loss, epoch_losses, rtol=1e-4)
+    np.testing.assert_allclose(res.mse[-1], np.mean((X @ w + b - y) ** 2), rtol=1e-4)
+
+
+def test_model_is_never_modified_and_runs_start_from_its_weights():
+    ex, X, y = income()
+    model = ex.compiled_model(0)
+    before = [w.copy() for w in model.get_weights()]
+    opt_before = model.optimizer
+    res = train_runs(model, X, y, [RunSpec("adam", 1e-2, epochs=5), RunSpec("sgd", 1e-3, scale_y=True, epochs=5)])
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert model.optimizer is opt_before
+    # epoch-0 MSE of the unscaled run is the untrained model's MSE on the data
+    pred = np.asarray(model(X.astype(np.float32)))[:, 0]
+    np.testing.assert_allclose(res[0].initial_mse, np.mean((pred - y) ** 2), rtol=1e-5)
+
+
+def test_build_trained_model_predicts_raw_to_original_units(tmp_path):
+    ex, X, y = income()
+    model = ex.build_model(0)
+    res = train_runs(model, X, y, [RunSpec("adam", 1e-2, scale_x=True, scale_y=True, epochs=120)])[0]
+    trained = build_trained_model(model, res)
+    path = str(tmp_path / "trained.keras")
+    trained.save(path)
+    loaded = keras.saving.load_model(path)
+    pred = np.asarray(loaded.predict(X.astype(np.float32), verbose=0))[:, 0]
+    np.testing.assert_allclose(np.mean((pred - y) ** 2), res.final_mse, rtol=1e-3)
+    assert res.final_mse < 1.1 * least_squares(X, y)[2]  # it did train, to the optimum
+
+
+def test_batch_dependent_model_falls_back_to_sequential_and_says_so():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 3))
+    y = X.sum(axis=1)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.BatchNormalization(), keras.layers.Dense(1)])
+    res = train_runs(model, X, y, [RunSpec("adam", 1e-2, epochs=3, batch_size=8)])[0]
+    assert res.engine == "sequential"
+    assert "BatchNormalization" in res.note
+    assert np.isfinite(res.mse).all() and len(res.mse) == 3
+    with pytest.raises(InputError, match="BatchNormalization"):
+        train_runs(model, X, y, [RunSpec(epochs=1)], engine="vectorized")
+
+
+def test_bad_specs_are_input_errors():
+    ex, X, y = income()
+    model = ex.build_model(0)
+    with pytest.raises(InputError, match="optimizer='adamm'"):
+        train_runs(model, X, y, [RunSpec("adamm")])
+    with pytest.raises(InputError, match="learning_rate"):
+        train_runs(model, X, y, [RunSpec(learning_rate=-1.0)])
+    with pytest.raises(InputError, match="NaN"):
+        train_runs(model, ex.X, ex.y, [RunSpec(epochs=1)])
+
+
+@pytest.mark.slow
+def test_tensorflow_backend_uses_sequential_fits():
+    code = (
+        "import numpy as np, keras\n"
+        "from fitdoctor.experiments import RunSpec, train_runs\n"
+        "rng = np.random.default_rng(0); X = rng.normal(size=(16, 2)); y = X @ [1.0, 2.0]\n"
+        "m = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])\n"
+        "r = train_runs(m, X, y, [RunSpec('sgd', 0.1, epochs=30, batch_size=16)])[0]\n"
+        "print(r.engine, r.final_mse < 0.05 * r.initial_mse, 'JAX' in r.note)\n"
+    )
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=os.pathsep.join([os.path.join(os.path.dirname(__file__), "..", "src"), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-3:] == ["sequential", "True", "True"]
