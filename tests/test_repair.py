@@ -149,6 +149,7 @@ def test_sigmoid_output_on_dollar_targets_is_repaired():
     assert model.layers[-1].get_config()["activation"] == "sigmoid"  # the user's model is untouched
 
 
+@pytest.mark.slow
 def test_healthy_model_has_nothing_to_fix():
     keras = _keras()
     from fitdoctor.repair import repair

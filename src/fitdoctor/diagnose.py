@@ -14,7 +14,7 @@ from .report import Report
 from .rules import select_rules
 
 #: optimizer steps a probe may take (per configuration)
-PROBE_STEPS = 300
+PROBE_STEPS = 1000
 #: a fix is confirmed when the probe with it ends at or below this fraction of the baseline's loss
 CONFIRM_RATIO = 0.5
 
@@ -23,7 +23,8 @@ _PROBE_SPEC_CHANGES = {
     "scale_inputs": lambda spec, ctx, f: {"scale_x": True},
     "scale_targets": lambda spec, ctx, f: {"scale_y": True},
     "replace_loss": lambda spec, ctx, f: {"loss": "mse"},
-    "huber_loss": lambda spec, ctx, f: {"loss": "huber", "scale_y": True},
+    # delta of one target standard deviation, in the units the run trains in (no target scaling here)
+    "huber_loss": lambda spec, ctx, f: {"loss": "huber", "huber_delta": float(ctx.yc.std()) or 1.0},
     "set_learning_rate": lambda spec, ctx, f: {"learning_rate": _suggested_lr(spec, f)},
     "clip_gradients": lambda spec, ctx, f: {"clipnorm": 1.0},
 }
@@ -170,6 +171,12 @@ def run_probe(ctx: Context, findings: list[Finding], *, seed: int = 0, progress=
             specs.append(base.__class__(**{**base.__dict__, **change}))
             owners.append(f)
     X, y = ctx.Xc, ctx.yc
+    notes = []
+    rows_needed = PROBE_STEPS * (cfg.batch_size or 32)
+    if len(y) > rows_needed:  # large data: a few hundred steps are less than one epoch
+        idx = np.sort(np.random.default_rng(seed).choice(len(y), rows_needed, replace=False))
+        X, y = X[idx], y[idx]
+        notes.append(f"probe trained on a random {rows_needed:,} of {ctx.n:,} rows (one epoch of {PROBE_STEPS} steps)")
     results = train_runs(model, X, y, specs, seed=seed, callback=progress)
     baseline = results[0]
     b_loss = _final(baseline)
@@ -187,7 +194,10 @@ def run_probe(ctx: Context, findings: list[Finding], *, seed: int = 0, progress=
         if f.name == "lr-too-high" and f.confirmed is None and (baseline.diverged or not math.isfinite(b_loss)):
             f.confirmed = True
     linear = ctx.model_info.is_linear
-    return {"epochs": epochs, "steps": epochs * ctx.steps_per_epoch, "spec": base.label(),
+    from .monitor.history import confirm_by_curve
+
+    confirm_by_curve(ctx, findings, baseline.mse, epochs)
+    return {"notes": notes, "epochs": epochs, "steps": epochs * int(np.ceil(len(y) / (cfg.batch_size or 32))), "spec": base.label(),
             "loss": np.asarray(baseline.mse, dtype=float).tolist(), "final_loss": b_loss,
             "gap": ctx.reference.gap(b_loss, linear=linear), "diverged": bool(baseline.diverged),
             "variants": variants, "engine": baseline.engine}

@@ -40,7 +40,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--steps", type=_positive_int, default=100, metavar="N", help="sweep steps (default: 100)")
     p.add_argument("--seed", type=int, default=0, help="seed for the default model and the batch order (default: 0)")
     p.add_argument("--format", choices=("text", "json"), default="text", help="stdout format (default: text)")
-    p.add_argument("--output", "-o", metavar="FILE", help="write lr.png (plot) or lr.json (JSON) instead of stdout")
+    p.add_argument("--output", "-o", metavar="FILE", help="write lr.png (plot), lr.json (JSON) or lr.html (report) instead of stdout")
     p.set_defaults(run=run)
 
 
@@ -69,12 +69,19 @@ def run(args) -> int:
     ds = load_data(args)
     model = load_model_file(args.model) if args.model else default_model(ds.X.shape[1], args.seed)
     ext = os.path.splitext(args.output)[1].lower() if args.output else ""
-    if args.output and ext not in (".png", ".json", ".txt", ""):
-        raise InputError(f"--output must end in .png, .json or .txt (Received --output={args.output!r})")
+    if args.output and ext not in (".png", ".json", ".html", ".htm", ".txt", ""):
+        raise InputError(f"--output must end in .png, .json, .html or .txt (Received --output={args.output!r})")
     finder = find_lr(model, ds.X, ds.y, start_lr=args.start_lr, end_lr=args.end_lr, steps=args.steps,
                      optimizer=args.optimizer, loss=args.loss, batch_size=args.batch_size, seed=args.seed)
     if ext == ".png":
         save_figure(finder, args.output)
+        sys.stderr.write(f"fitdoctor: wrote {args.output}\n")
+    elif ext in (".html", ".htm"):
+        try:
+            html = finder.to_html()
+        except ImportError:
+            raise InputError("the HTML report is not available in this build: use -o lr.png or -o lr.json") from None
+        write_output(html, args.output)
         sys.stderr.write(f"fitdoctor: wrote {args.output}\n")
     elif ext == ".json":
         write_output(finder.to_json() + "\n", args.output)

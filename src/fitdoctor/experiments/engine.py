@@ -388,10 +388,9 @@ class _Stepper:
         return jnp.mean((pred - y) ** 2)
 
 
-def _stack(values: list, n: int):
-    import jax.numpy as jnp
-
-    return [jnp.broadcast_to(v, (n,) + tuple(v.shape)) for v in values]
+def _stack(values: list, n: int) -> list[np.ndarray]:
+    """``n`` copies of each array, stacked on a new first axis (numpy: no device program)."""
+    return [np.ascontiguousarray(np.broadcast_to(np.asarray(v), (n,) + tuple(np.shape(v)))) for v in values]
 
 
 #: XLA options for the engine's programs: they run for milliseconds, so compile time dominates
@@ -418,28 +417,35 @@ def _group_program(base, data: _Data, specs: list[RunSpec], seed: int):
     idx, mask = shuffled_batches(n, B, E, seed)
     counts = mask.sum(axis=2)  # (E, S) real rows per batch
 
-    def train_one(tv, ntv, ov, lr, xm, xs, ym, ys, X, Y, idx, mask, counts):
-        ov = stepper.with_lr(ov, lr)
+    # vmap the step and the evaluation (not the scans): tracing stays cheap
+    def step_one(tv, ntv, ov, xm, xs, ym, ys, X, Y, ib, mb):
+        return stepper.step(tv, ntv, ov, (X[ib] - xm) / xs, (Y[ib] - ym) / ys, mb)
+
+    def mse_one(tv, ntv, xm, xs, ym, ys, X, Y):
+        return stepper.full_mse(tv, ntv, X, Y, xm, xs, ym, ys)
+
+    step_all = jax.vmap(step_one, in_axes=(0, 0, 0, 0, 0, 0, 0, None, None, None, None))
+    mse_all = jax.vmap(mse_one, in_axes=(0, 0, 0, 0, 0, 0, None, None))
+
+    def fn(tv, ntv, ov, lr, xm, xs, ym, ys, X, Y, idx, mask, counts):
+        ov = jax.vmap(stepper.with_lr)(ov, lr)
 
         def batch(carry, inp):
             tv, ntv, ov = carry
             ib, mb = inp
-            xb = (X[ib] - xm) / xs
-            yb = (Y[ib] - ym) / ys
-            tv, ntv, ov, value = stepper.step(tv, ntv, ov, xb, yb, mb)
-            return (tv, ntv, ov), value
+            tv, ntv, ov, values = step_all(tv, ntv, ov, xm, xs, ym, ys, X, Y, ib, mb)
+            return (tv, ntv, ov), values
 
         def epoch(carry, inp):
             ib, mb, cnt = inp
-            carry, values = jax.lax.scan(batch, carry, (ib, mb))
-            ep_loss = jnp.sum(values * cnt) / jnp.sum(cnt)
-            return carry, (ep_loss, stepper.full_mse(carry[0], carry[1], X, Y, xm, xs, ym, ys))
+            carry, values = jax.lax.scan(batch, carry, (ib, mb))  # values: (S, R)
+            ep_loss = jnp.sum(values * cnt[:, None], axis=0) / jnp.sum(cnt)
+            return carry, (ep_loss, mse_all(carry[0], carry[1], xm, xs, ym, ys, X, Y))
 
-        mse0 = stepper.full_mse(tv, ntv, X, Y, xm, xs, ym, ys)
+        mse0 = mse_all(tv, ntv, xm, xs, ym, ys, X, Y)
         (tv, ntv, ov), (losses, mses) = jax.lax.scan(epoch, (tv, ntv, ov), (idx, mask, counts))
-        return tv, ntv, losses, mses, mse0
+        return tv, ntv, losses.T, mses.T, mse0
 
-    fn = jax.vmap(train_one, in_axes=(0, 0, 0, 0, 0, 0, 0, 0, None, None, None, None, None))
     args = (_stack(tv0, R), _stack(ntv0, R), _stack(ov0, R), lrs, xm, xs, ym, ys,
             data.X, data.y, idx, mask, counts)
 

@@ -197,6 +197,11 @@ class LRFinder:
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
 
+    def to_html(self) -> str:
+        from ..reporting.html import render_lr_finder_html
+
+        return render_lr_finder_html(self)
+
 
 def find_lr(model, X, y, *, start_lr: float = 1e-6, end_lr: float = 10.0, steps: int = 100,
             optimizer: str | None = None, loss: str | None = None, batch_size: int = 32, seed: int = 0,

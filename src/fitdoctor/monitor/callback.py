@@ -360,7 +360,8 @@ class _Sampler:
         self.bounds = ACTIVATION_RANGE.get(act)
         if self.bounds and not all(math.isfinite(b) for b in self.bounds):
             self.bounds = None
-        self.probe = keras.Model(model.inputs, [l.output for l in self.relu_layers] + [model.outputs[0]])
+        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+        self.probe = keras.Model(inputs, [l.output for l in self.relu_layers] + [model.outputs[0]])
         self.probe_index = [self._index(v) for v in self.probe.trainable_variables]
         self.ntv_index = [self._nt_index(v) for v in self.probe.non_trainable_variables]
         self.y = None if y is None else y.reshape((len(y),) + tuple(model.outputs[0].shape[1:]))

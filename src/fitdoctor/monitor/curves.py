@@ -122,7 +122,7 @@ class Decline:
     """How the tail of a curve falls, and how many more epochs it needs to reach its floor."""
 
     falling: bool                 # steadily: negative trend, >= 60% of the changes negative
-    relative_drop: float          # (first - last) / last over the tail window
+    relative_drop: float          # (first - last) / first over the tail window
     window: int
     floor: float                  # what the curve is heading for (reference optimum or extrapolated)
     floor_source: str             # "reference" or "extrapolated"
@@ -139,7 +139,7 @@ def aitken_floor(c: np.ndarray) -> float | None:
     n = len(c)
     if n < 3:
         return None
-    k = n // 2
+    k = (n - 1) // 2
     l1, l2, l3 = float(c[-1 - 2 * k]), float(c[-1 - k]), float(c[-1])
     den = l1 + l3 - 2 * l2
     if den <= 0 or not (l1 > l2 > l3):
@@ -168,8 +168,12 @@ def decline(curve, *, floor: float | None = None, adaptive: bool | None = None) 
     d = np.diff(tail)
     slope, _, _ = linear_fit(t, tail)
     last = float(tail[-1])
-    falling = bool(slope < 0 and np.mean(d < 0) >= 0.6 and tail[-1] < tail[0])
-    rel_drop = float(tail[0] - tail[-1]) / max(abs(last), 1e-300)
+    # a trend, not noise: the slope is >= 3 standard errors below zero
+    resid = tail - np.polyval(np.polyfit(t, tail, 1), t) if w >= 3 else np.zeros(w)
+    se = float(np.std(resid)) / math.sqrt(float(np.sum((t - t.mean()) ** 2)) or 1.0)
+    significant = slope < 0 and (se == 0 or -slope >= 3.0 * se)
+    falling = bool(significant and np.mean(d < 0) >= 0.6 and tail[-1] < tail[0])
+    rel_drop = float(tail[0] - tail[-1]) / max(abs(float(tail[0])), 1e-300)
     source = "reference"
     if floor is None or floor >= last:
         ext = aitken_floor(c[-max(w, min(len(c), 3 * w)):])
@@ -214,18 +218,18 @@ def _cached(trace, key, fn):
 
 
 def step_divergence(trace) -> Divergence | None:
-    """Divergence seen in the per-step losses before a non-finite loss (when the epoch curve
-    turned NaN within its first epochs); the per-step curve is smoothed by a running median of 5."""
+    """Divergence in the per-step losses (smoothed by a running median of 5), when the epoch
+    curve diverged or turned non-finite: it says at which step the climb began."""
     steps = as_curve(trace.step_loss or [])
-    if trace.nonfinite_step is None or len(steps) < 3:
+    if len(steps) < 3:
         return None
-    fin = steps[: trace.nonfinite_step] if trace.nonfinite_step <= len(steps) else steps
-    fin = fin[np.isfinite(fin)]
+    nf = first_nonfinite(steps)
+    fin = steps if nf is None else steps[:nf]
     if len(fin) < 3:
         return None
     k = min(5, len(fin))
     smooth = np.array([np.median(fin[max(0, i - k + 1): i + 1]) for i in range(len(fin))])
-    return divergence(np.r_[smooth, math.nan])
+    return divergence(smooth if nf is None else np.r_[smooth, math.nan])
 
 
 def unstable(trace) -> bool:

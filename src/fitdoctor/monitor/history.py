@@ -84,6 +84,28 @@ def report_from_trace(trace: Trace, findings: list[Finding], *, source: str) -> 
                   data=data, source=source)
 
 
+def confirm_by_curve(ctx, findings: list[Finding], curve, epochs: int) -> None:
+    """Run the training-time rules on the probe's baseline curve: a static finding the curve shows
+    too is confirmed; a curve finding not predicted statically is added."""
+    cfg = ctx.config
+    trace = Trace(loss=np.asarray(curve, dtype=float).tolist(), steps_per_epoch=ctx.steps_per_epoch,
+                  epochs_planned=max(cfg.epochs or epochs, epochs), optimizer=cfg.optimizer,
+                  learning_rate=cfg.learning_rate, loss_name="mse", reference=ctx.reference,
+                  y_var=float(np.var(ctx.yc)), y_mean=float(np.mean(ctx.yc)), is_linear=ctx.model_info.is_linear,
+                  output_activation=ctx.model_info.output_activation, truncated=epochs < (cfg.epochs or epochs))
+    seen = {f.name: f for f in findings}
+    for live in run_training_rules(trace):
+        live.evidence["source"] = "probe curve"
+        if live.name in seen:
+            if seen[live.name].confirmed is not False:  # a fix that failed its own probe stays unconfirmed
+                seen[live.name].confirmed = True
+            seen[live.name].evidence.setdefault("probe_curve", live.evidence)
+        else:
+            live.confirmed = True
+            findings.append(live)
+            seen[live.name] = live
+
+
 def diagnose_log_file(args) -> Report:
     """The ``check-log`` verb: read a CSVLogger file (and optionally the data) and diagnose it."""
     import os

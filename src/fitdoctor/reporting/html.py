@@ -24,6 +24,8 @@ from .text import fmt, summary_line
 CONVERGED_GAP = 1.1
 #: pixels per inch of the embedded PNG figures
 DPI = 110
+#: matplotlib settings of the embedded figures: fonts large enough to read on a phone
+_RC = {"font.size": 12, "axes.titlesize": 13, "legend.fontsize": 10.5, "xtick.labelsize": 11, "ytick.labelsize": 11}
 
 _CSS = """
 *{box-sizing:border-box}
@@ -64,6 +66,9 @@ th,td{border-bottom:1px solid #e3e6ea;padding:4px 8px;text-align:left;vertical-a
 th{background:#f0f2f5;font-weight:600;white-space:nowrap}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr.best td{background:#eef8ee}
+table.kv{width:100%;max-width:560px;table-layout:fixed}
+table.kv td{overflow-wrap:anywhere;white-space:normal}
+table.kv td.num{text-align:left}
 figure{margin:14px 0}
 figure img{display:block;width:100%;max-width:820px;height:auto;background:#fff;border:1px solid #d0d5dc;
  border-radius:6px}
@@ -122,6 +127,13 @@ def _short_list(v: Sequence, limit: int = 8) -> str:
     return "[" + ", ".join(items) + more + "]"
 
 
+def _kv_table(headers: Sequence[str], rows: Sequence[tuple[str, Any]]) -> str:
+    """A two-column key/value table that wraps instead of growing wider than the screen."""
+    head = "".join(f"<th>{escape(str(h))}</th>" for h in headers)
+    body = "".join(f"<tr><td>{escape(str(k))}</td>{_cell(v)}</tr>" for k, v in rows)
+    return f'<table class="kv"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, row_classes: Sequence[str] | None = None) -> str:
     head = "".join(f"<th>{escape(str(h))}</th>" for h in headers)
     body = []
@@ -142,21 +154,23 @@ def _flatten(evidence: dict, prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
-def _figure(draw: Callable[[Any], Any], *, fig_id: str, caption: str, figsize=(7.5, 4.2), ncols: int = 1,
+def _figure(draw: Callable[[Any], Any], *, fig_id: str, caption: str, figsize=(7, 4.4), ncols: int = 1,
             alt: str = "") -> str:
     """Draw with ``draw(ax)`` (or ``draw(axes)`` when ``ncols`` > 1) on an Agg figure; embed it as PNG.
 
     Any error while drawing skips the figure (an HTML comment says why) rather than losing the report.
     """
     try:
+        import matplotlib
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=figsize, dpi=DPI)
-        axes = fig.subplots(1, ncols) if ncols > 1 else fig.add_subplot(1, 1, 1)
-        draw(axes)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=DPI)
+        with matplotlib.rc_context(_RC):
+            fig = Figure(figsize=figsize, dpi=DPI)
+            axes = fig.subplots(1, ncols) if ncols > 1 else fig.add_subplot(1, 1, 1)
+            draw(axes)
+            fig.tight_layout()
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.08)
         data = base64.b64encode(buf.getvalue()).decode("ascii")
     except Exception as exc:  # a figure is never worth losing the report for
         return f"<!-- figure {escape(fig_id)} skipped: {escape(type(exc).__name__)}: {escape(str(exc))[:200]} -->"
@@ -266,7 +280,7 @@ def _finding_card(f, fig_ids: dict[str, str], level: int) -> str:
            f'<p class="msg">{escape(f.message)}' + (f" (from epoch {int(f.epoch)})" if f.epoch is not None else "") + "</p>"]
     if f.evidence:
         rows = [(k, v) for k, v in _flatten(f.evidence)]
-        out.append(_table(["evidence", "value"], rows))
+        out.append(_kv_table(["evidence", "value"], rows))
     if f.fix is not None:
         safety = "safe to apply automatically" if f.fix.safe else "review before applying"
         out.append(f"<p><strong>Fix:</strong> {escape(f.fix.title)} <span class=\"sub\">({safety})</span></p>")
@@ -610,13 +624,13 @@ def repair_fragment(repair, *, level: int = 2, prefix: str = "") -> str:
         rows = []
         for a in applied:
             eff = getattr(a, "effect", None)
-            rows.append((getattr(a, "name", "?"), getattr(a, "description", ""), getattr(a, "loss_with", None),
-                         getattr(a, "loss_without", None), ratio_text(eff) if eff is not None else "",
-                         getattr(a, "evidence", "")))
+            rows.append((getattr(a, "name", "?"), ratio_text(eff) if eff is not None else "",
+                         getattr(a, "loss_with", None), getattr(a, "loss_without", None),
+                         getattr(a, "description", ""), getattr(a, "evidence", "")))
         parts.append(f"<h{level}>What was changed, and what each change is worth</h{level}>"
                      "<p class=\"sub\">MSE with the fix and with it left out (everything else equal); "
                      "effect = how many times worse the run is without it.</p>"
-                     + _table(["fix", "what it does", "MSE with", "MSE without", "effect", "runs compared"], rows))
+                     + _table(["fix", "effect", "MSE with", "MSE without", "what it does", "runs compared"], rows))
     if report is not None:
         parts.append(_findings_section(getattr(report, "findings", []), ids, level))
     parts.append(_figures_section(figs, level))

@@ -177,8 +177,10 @@ class TrainingCurvesDisplay:
         if self.title:
             ax.set_title(self.title, fontsize="medium")
         ax.grid(True, which="major", alpha=0.3)
-        if legend:
-            ax.legend(fontsize="small", loc="best")
+        if legend:  # below the axes: curves stay visible, and it fits a narrow screen
+            n = len(ax.get_legend_handles_labels()[0])
+            ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2 if n > 3 else 1,
+                      frameon=False)
         self.ax_, self.figure_ = ax, fig
         return self
 
@@ -261,7 +263,7 @@ class FeatureScalesDisplay:
         ax.set_xlim(lo, hi)
         ax.set_xlabel("root mean square (log scale); 1 = unit scale")
         ax.set_title("Feature scales before and after standardising", fontsize="medium")
-        ax.legend(fontsize="small", loc="lower right")
+        ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
         ax.grid(True, axis="x", which="major", alpha=0.3)
         self.ax_, self.figure_ = ax, fig
         return self

@@ -77,10 +77,10 @@ class LrTooHigh(Rule):
                   intervention="set_learning_rate")
         div = curves.divergence(trace.loss)
         step = None
-        if div is None and trace.nonfinite_inputs is not True:
-            div = curves.step_divergence(trace)
-            if div is not None:
-                step = div.began
+        if (div is not None or trace.nonfinite_epoch is not None) and trace.nonfinite_inputs is not True:
+            by_step = curves.step_divergence(trace)  # where, within the epochs, the climb began
+            if by_step is not None and (div is None or by_step.began // (trace.steps_per_epoch or 1) <= div.began):
+                div, step = by_step, by_step.began
         if div is not None:
             spe = trace.steps_per_epoch or 1
             epoch = div.began if step is None else step // spe

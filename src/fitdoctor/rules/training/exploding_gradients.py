@@ -57,6 +57,8 @@ class ExplodingGradients(Rule):
                 ev, fix=fix, epoch=trace.nonfinite_epoch, step=trace.nonfinite_step)]
         if growth is None:
             return []
+        if trace.nonfinite_inputs and (trace.nonfinite_step is None or growth["step"] >= trace.nonfinite_step):
+            return []  # the NaN came from the data (nan-inf-data), not from growth
         ratio = growth["gradient_growth"]
         shown = "non-finite" if not math.isfinite(ratio) else f"{ratio:.3g}x their early level"
         return [self.finding(
