@@ -111,6 +111,8 @@ def _finite(x) -> bool:
 
 def _cell(v: Any) -> str:
     """One table cell value: numbers right-aligned with 4 significant digits, text escaped."""
+    if isinstance(v, np.bool_):
+        v = bool(v)
     if isinstance(v, bool) or v is None:
         return f"<td>{escape(str(v).lower() if isinstance(v, bool) else '')}</td>"
     if isinstance(v, (int, float, np.integer, np.floating)):
@@ -442,7 +444,14 @@ def comparison_fragment(comparison, *, level: int = 2, prefix: str = "") -> str:
             details.append(f"{n_div} configuration{'s' if n_div != 1 else ''} diverged.")
         parts.append(_verdict_box(kind, headline, details))
         cols = [c for c in ("label", "final_loss", "best_loss", "gap", "epochs_to_optimum", "diverged", "engine") if c in df]
-        rows = [[df[c].iloc[i] for c in cols] for i in order]
+        def show(c, v):
+            if c == "gap":
+                return ratio_text(v) if _finite(v) else "diverged"
+            if c == "epochs_to_optimum":
+                return int(v) if _finite(v) else "never"
+            return v
+
+        rows = [[show(c, df[c].iloc[i]) for c in cols] for i in order]
         classes = ["best" if i == best else "" for i in order]
         headers = [{"final_loss": "final MSE", "best_loss": "best MSE", "gap": "final / optimum",
                     "epochs_to_optimum": f"epochs to {CONVERGED_GAP:g}x optimum"}.get(c, c) for c in cols]

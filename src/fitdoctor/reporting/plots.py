@@ -83,12 +83,13 @@ class TrainingCurvesDisplay:
 
     def __init__(self, *, curves: Mapping[str, Sequence[float]], references: Mapping[str, float] | None = None,
                  title: str | None = None, ylabel: str = "training MSE (original units, log scale)",
-                 diverged: Sequence[str] = ()):
+                 diverged: Sequence[str] = (), dashed: Sequence[str] = ()):
         self.curves = curves
         self.references = references
         self.title = title
         self.ylabel = ylabel
         self.diverged = diverged
+        self.dashed = dashed
 
     @classmethod
     def from_report(cls, report, *, ax=None, variants: bool = True) -> "TrainingCurvesDisplay":
@@ -124,8 +125,9 @@ class TrainingCurvesDisplay:
         title = f"{len(getattr(comparison, 'runs_', []))} configurations"
         if len(runs) < len(getattr(comparison, "runs_", [])):
             title += f" (best {len(runs)} shown)"
+        dashed = [r.spec.label() for r in runs if getattr(r.spec, "scale_y", False)]
         return cls(curves=curves, references=_references(getattr(comparison, "reference_", None)),
-                   title=title, diverged=diverged).plot(ax=ax)
+                   title=title, diverged=diverged, dashed=dashed).plot(ax=ax)
 
     @classmethod
     def from_history(cls, history, *, reference=None, label: str = "training loss", ax=None,
@@ -159,7 +161,8 @@ class TrainingCurvesDisplay:
             text = str(label)
             if label in self.diverged or (len(y) and np.isnan(y[-1])):
                 text += " (diverged / NaN)"
-            line, = ax.plot(x, y, label=text, linewidth=1.8 if i == 0 else 1.3)
+            line, = ax.plot(x, y, label=text, linewidth=1.8 if i == 0 else 1.3,
+                            linestyle="--" if label in self.dashed else "-")
             if np.isfinite(y).any():
                 finite_max.append(np.nanmax(y))
                 last = np.flatnonzero(np.isfinite(y))[-1]
