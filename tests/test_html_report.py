@@ -56,6 +56,7 @@ def income_report():
                     feature_names=ds.feature_names, target_name=ds.target_name)
 
 
+@pytest.mark.slow  # ~11 s: the first training of the module pays for JAX's start
 def test_healthy_run_says_so_plainly_and_shows_its_curves(healthy_report):
     assert not healthy_report.has_problems
     assert healthy_report.gap <= 1.1  # measured: the probe ends within 10% of least squares
@@ -172,3 +173,24 @@ def test_lr_finder_and_demo_page_share_one_file():
     assert len(ids) == len(set(ids))  # anchors of the sections never collide
     assert {"s1-fig-curves", "s2-fig-lr"} <= set(figures(page))
     assert '<a href="#s1">' in page and '<a href="#s2">' in page
+
+
+def test_monitored_run_report_shows_its_curve_against_the_optimum():
+    """A Report of diagnose_history: the run's own curve, verdict from its final loss."""
+    from fitdoctor.monitor import diagnose_history
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(100, 2))
+    y = X @ np.array([3.0, -1.0]) + 10 + 0.3 * rng.normal(size=100)
+    ref = compute_reference(X, y, nonlinear=False)
+    # a curve that decays onto least squares, and one stuck far above it
+    good = list(ref.linear_mse + (ref.mean_mse * 1.5) * np.exp(-np.arange(60) / 4))
+    stuck = list(ref.mean_mse * 1.2 + 0.01 * np.exp(-np.arange(60) / 20))
+    good_page = render_report_html(diagnose_history(good, X=X, y=y, optimizer="adam", learning_rate=0.01))
+    stuck_report = diagnose_history(stuck, X=X, y=y, optimizer="adam", learning_rate=0.01)
+    stuck_page = render_report_html(stuck_report)
+    assert "fig-curves" in figures(good_page) and "fig-curves" in figures(stuck_page)
+    assert "Healthy: this training converges" in good_page and "of the monitored run" in good_page
+    assert 'class="verdict good"' not in stuck_page
+    gap = stuck[-1] / ref.linear_mse
+    assert f"ended <strong>{gap:.3g}x above the least-squares optimum" in stuck_page

@@ -123,7 +123,7 @@ def text_table(cmp, elapsed: float | None = None) -> str:
     lines += [head, "-" * len(head)]
     for row in cmp.results_.itertuples(index=False):
         reach = "never" if row.epochs_to_optimum != row.epochs_to_optimum else str(int(row.epochs_to_optimum))
-        lines.append(f"{row.label:<{width}}  {fmt(row.final_loss):>10}  {fmt(row.best_loss):>10}  {fmt(row.gap):>10}  "
+        lines.append(f"{row.label:<{width}}  {fmt(row.final_loss):>10}  {fmt(row.best_loss):>10}  {_gap(row.gap):>10}  "
                      f"{reach:>14}  {'yes' if row.diverged else 'no'}")
     best = cmp.best_run()
     lines.append(f"best: {best.spec.label()}, final MSE {fmt(best.final_mse)} ({cmp.reference_.gap(best.final_mse, linear=cmp.linear_model_):.3f}x the optimum)")
@@ -134,6 +134,12 @@ def text_table(cmp, elapsed: float | None = None) -> str:
         tail += f"; {elapsed:.1f} s"
     lines.append(tail)
     return "\n".join(lines) + "\n"
+
+
+def _gap(value: float) -> str:
+    from ..reporting.text import fmt
+
+    return f"{value:.3f}" if value == value and value < 10 else fmt(value)
 
 
 def save_figure(obj, path: str) -> None:

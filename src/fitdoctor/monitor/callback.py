@@ -103,7 +103,7 @@ class Monitor(keras.callbacks.Callback):
         spe = params.get("steps")
         epochs = params.get("epochs")
         Xs, ys, data_bad = self._sample_rows()
-        reference = self._get_reference()
+        reference = self._get_reference(nonlinear=bool(is_linear))
         yv = ym = None
         if self.y_sample is not None:
             yall = np.asarray(self.y_sample, dtype=np.float64).reshape(-1)
@@ -216,17 +216,21 @@ class Monitor(keras.callbacks.Callback):
         idx = np.flatnonzero(ok)[:SAMPLE_ROWS]
         return X[idx].astype(np.float32), (None if y is None else y[idx].astype(np.float32)), bad
 
-    def _get_reference(self):
+    def _get_reference(self, nonlinear: bool):
+        """Reference losses of X_sample/y_sample. The nonlinear reference (a cross-validated
+        gradient boosting fit, seconds) is computed only for linear models, where underfit-capacity
+        needs it; other models are judged against least squares, an upper bound of their optimum."""
         if self.reference is not None:
             return self.reference
         if self.X_sample is None or self.y_sample is None:
             return None
-        key = (id(self.X_sample), id(self.y_sample))
+        key = (id(self.X_sample), id(self.y_sample), nonlinear)
         if self._reference_cache is None or self._reference_cache[0] != key:
             from ..reference import compute_reference
 
             X = np.asarray(self.X_sample, dtype=np.float64)
-            self._reference_cache = (key, compute_reference(X.reshape(len(X), -1), np.asarray(self.y_sample, dtype=np.float64)))
+            self._reference_cache = (key, compute_reference(X.reshape(len(X), -1), np.asarray(self.y_sample, dtype=np.float64),
+                                                            nonlinear=nonlinear))
         return self._reference_cache[1]
 
     def _take_sample(self, step: int) -> None:

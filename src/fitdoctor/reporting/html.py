@@ -66,8 +66,9 @@ th,td{border-bottom:1px solid #e3e6ea;padding:4px 8px;text-align:left;vertical-a
 th{background:#f0f2f5;font-weight:600;white-space:nowrap}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr.best td{background:#eef8ee}
+td.text{min-width:15em}
 table.kv{width:100%;max-width:560px;table-layout:fixed}
-table.kv td{overflow-wrap:anywhere;white-space:normal}
+table.kv td{overflow-wrap:anywhere;white-space:normal;min-width:0}
 table.kv td.num{text-align:left}
 figure{margin:14px 0}
 figure img{display:block;width:100%;max-width:820px;height:auto;background:#fff;border:1px solid #d0d5dc;
@@ -119,7 +120,8 @@ def _cell(v: Any) -> str:
         return f'<td class="num">{_num(v)}</td>'
     if isinstance(v, (list, tuple)):
         return f"<td>{escape(_short_list(v))}</td>"
-    return f"<td>{escape(str(v))}</td>"
+    text = str(v)
+    return f'<td class="text">{escape(text)}</td>' if len(text) > 40 else f"<td>{escape(text)}</td>"
 
 
 def _short_list(v: Sequence, limit: int = 8) -> str:
@@ -203,21 +205,33 @@ def _optimum_name(linear: bool) -> str:
     return "least-squares optimum" if linear else "best reference optimum"
 
 
+def _run_curve(report) -> dict:
+    """The training curve a report holds: the probe of a check, or the monitored run's loss."""
+    probe = getattr(report, "probe", None) or {}
+    if probe:
+        return probe
+    data = getattr(report, "data", None) or {}
+    if data.get("loss"):
+        return {"loss": data["loss"], "final_loss": data.get("final_loss"), "gap": data.get("gap")}
+    return {}
+
+
 def report_verdict(report) -> tuple[str, str, list[str]]:
     """(kind, headline, detail lines as HTML) for a :class:`fitdoctor.Report`."""
     findings = list(getattr(report, "findings", []))
     problems = [f for f in findings if f.severity in ("error", "warning")]
-    probe = getattr(report, "probe", None) or {}
+    probe = _run_curve(report)
     linear = bool((getattr(report, "model", None) or {}).get("is_linear", True))
     source = getattr(report, "source", "check")
     subject = {"check": "The probe", "fix": "Training as configured"}.get(source, "The run")
     if source == "check" and probe.get("steps"):
         subject = f"The probe ({int(probe['steps']):,} optimizer steps)"
-    gap = None
+    gap = probe.get("gap")
     try:
-        gap = report.gap
+        gap = report.gap if report.gap is not None else gap
     except Exception:
-        gap = None
+        pass
+    gap = float(gap) if _finite(gap) or gap in ("inf", float("inf")) else None
     final = probe.get("final_loss")
     diverged = bool(probe.get("diverged")) or (final is not None and not _finite(final))
     opt = None
@@ -347,10 +361,12 @@ def _report_figures(report, prefix: str, *, data_source=None) -> tuple[list[str]
     from .plots import FeatureScalesDisplay, TargetDistributionDisplay, TrainingCurvesDisplay
 
     figs, ids = [], {}
-    probe = getattr(report, "probe", None) or {}
+    probe = _run_curve(report)
     if probe.get("loss"):
         n_var = len(probe.get("variants") or [])
-        cap = ("Training MSE per epoch (original units, log scale) of a short probe with your configuration"
+        what = ("of a short probe with your configuration" if getattr(report, "probe", None)
+                else "of the monitored run")
+        cap = (f"Training loss per epoch (original units, log scale) {what}"
                + (f" and with each of {n_var} suggested fixes" if n_var else "")
                + "; the horizontal lines are the reference optima. A curve that flattens far above the least-squares "
                "line has not converged.")
@@ -389,7 +405,7 @@ def report_fragment(report, *, level: int = 2, prefix: str = "") -> str:
     """The body of a report (no page around it), headings from ``h{level}``."""
     kind, headline, details = report_verdict(report)
     figs, ids = _report_figures(report, prefix)
-    probe = getattr(report, "probe", None) or {}
+    probe = _run_curve(report)
     extra = []
     if probe.get("final_loss") is not None:
         extra.append((f"{'probe' if getattr(report, 'source', 'check') == 'check' else 'run'} (final MSE)",
@@ -719,7 +735,7 @@ def render_demo_html(sections: Sequence[tuple[str, str, Any]], *, title: str = "
                    + (f" <span class=\"sub\">{escape(head)}</span>" if head and kind != "comparison" else "") + "</li>")
         desc_html = "".join(f"<p>{escape(p.strip())}</p>" for p in str(desc or "").split("\n\n") if p.strip())
         bodies.append(f'<section id="{anchor}"><h2>{escape(str(sec_title))}</h2>{desc_html}\n{frag}</section>')
-    body = (f"<h1>{escape(title)}</h1><p class=\"sub\">{len(sections)} example{'s' if len(sections) != 1 else ''}: "
+    body = (f"<h1>{escape(title)}</h1><p class=\"sub\">{len(sections)} section{'s' if len(sections) != 1 else ''}: "
             "what fitdoctor finds, measures and repairs.</p>"
             f"<nav><ul>{''.join(toc)}</ul></nav>\n" + "\n".join(bodies))
     return _page(title, body)

@@ -106,12 +106,22 @@ class TrainingCurvesDisplay:
             for v in probe.get("variants") or []:
                 if v.get("loss"):
                     curves[f"with the fix for {v.get('finding', '?')}"] = list(v["loss"])
+        data = getattr(report, "data", None) or {}
+        if not curves and data.get("loss"):  # a monitored run (Monitor / diagnose_history)
+            curves["training loss"] = list(data["loss"])
+            if data.get("val_loss"):
+                curves["validation loss"] = list(data["val_loss"])
         linear = bool((getattr(report, "model", None) or {}).get("is_linear", True))
         src = getattr(report, "source", "check")
         title = {"check": "Probe: a short training run as configured, and with each fix",
                  "fix": "Training as configured"}.get(src, "Training curve")
-        return cls(curves=curves, references=_references(getattr(report, "reference", None), linear=linear),
-                   title=title, diverged=diverged).plot(ax=ax)
+        refs = _references(getattr(report, "reference", None), linear=linear)
+        config = getattr(report, "config", None) or {}
+        if config.get("loss") not in (None, "mse", "mean_squared_error"):
+            refs = {}  # the optima are MSE: they say nothing about another loss's scale
+        elif not refs and data.get("target_var") is not None:
+            refs = {"mean predictor": float(data["target_var"])}
+        return cls(curves=curves, references=refs, title=title, diverged=diverged).plot(ax=ax)
 
     @classmethod
     def from_comparison(cls, comparison, *, ax=None, max_runs: int = 12) -> "TrainingCurvesDisplay":

@@ -58,6 +58,13 @@ class PredictsConstant(Rule):
         last = float(fin[-1])
         if last < NEAR_VAR * var:
             return []  # a loss well below var(y) cannot come from a constant prediction
+        from ...monitor import curves
+
+        if curves.adam_crawl(trace) is not None:
+            return []  # the weights have barely moved yet: adam-large-target, not a cut-off output
+        dec = curves.tail_decline(trace)
+        if dec is not None and dec.falling:
+            return []  # still learning: the spread may yet grow
         began = samples[-1]
         for s in reversed(samples):
             if s.pred_spread >= SPREAD:
