@@ -18,7 +18,6 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from conftest import INCOME_CSV

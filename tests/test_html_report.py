@@ -161,7 +161,7 @@ def test_lr_finder_and_demo_page_share_one_file():
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
     finder = find_lr(model, X, y)
     single = render_lr_finder_html(finder)
-    assert "fig-lr" in figures(single) and f"Suggested learning rate: " in single
+    assert "fig-lr" in figures(single) and "Suggested learning rate: " in single
     reference = compute_reference(X, y, nonlinear=False)
     rep = Report(reference=reference, probe={"loss": [3.0, 1.0, 0.2, 0.011], "final_loss": 0.011},
                  model={"is_linear": True})

@@ -7,7 +7,8 @@ target units on the finite rows:
 * ``linear_mse`` -- the closed-form least-squares fit with intercept: the best any linear model
   (one Dense unit, any activation-free stack) can reach on the training data;
 * ``nonlinear_mse`` -- a strong nonlinear reference (gradient boosting, out-of-fold
-  cross-validated), an estimate of what a capable network can reach.
+  cross-validated; on more than 1,000 rows, a 2,000-row sample with one hold-out split), an
+  estimate of what a capable network can reach.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 #: rows used at most for the nonlinear reference (it is an estimate, not a fit to report)
-NONLINEAR_MAX_ROWS = 4000
+NONLINEAR_MAX_ROWS = 2000
 
 
 @dataclass(frozen=True)
@@ -83,18 +84,29 @@ def nonlinear_reference(X: np.ndarray, y: np.ndarray, *, seed: int = 0) -> tuple
         idx = rng.choice(n, NONLINEAR_MAX_ROWS, replace=False)
         X, y = X[idx], y[idx]
         n = NONLINEAR_MAX_ROWS
-    folds = KFold(n_splits=5 if n >= 50 else min(5, n // 2), shuffle=True, random_state=seed)
+    if n > 1000:  # plenty of rows: one 75/25 hold-out split is a good enough estimate, and 3x cheaper
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
+        est = HistGradientBoostingRegressor(max_iter=100, learning_rate=0.1, max_leaf_nodes=15, random_state=seed)
+        cut = int(0.75 * n)
+        order = rng.permutation(n)
+        train, test = order[:cut], order[cut:]
+        est.fit(X[train], y[train])
+        mse = float(np.mean((est.predict(X[test]) - y[test]) ** 2))
+        return mse, f"HistGradientBoostingRegressor (hold-out, {n - cut:,} of {n:,} rows)"
+    n_splits = 5 if n >= 50 else min(5, n // 2)
+    folds = KFold(n_splits=n_splits, shuffle=True, random_state=seed)
     if n >= 200:
         from sklearn.ensemble import HistGradientBoostingRegressor
 
-        est = HistGradientBoostingRegressor(max_iter=150, learning_rate=0.1, random_state=seed)
-        name = "HistGradientBoostingRegressor (5-fold out-of-fold)"
+        est = HistGradientBoostingRegressor(max_iter=100, learning_rate=0.1, max_leaf_nodes=15, random_state=seed)
+        name = f"HistGradientBoostingRegressor ({n_splits}-fold out-of-fold)"
     else:
         from sklearn.ensemble import GradientBoostingRegressor
 
         est = GradientBoostingRegressor(n_estimators=200, max_depth=2, learning_rate=0.05,
                                         subsample=0.8, random_state=seed)
-        name = f"GradientBoostingRegressor ({folds.n_splits}-fold out-of-fold)"
+        name = f"GradientBoostingRegressor ({n_splits}-fold out-of-fold)"
     pred = cross_val_predict(est, X, y, cv=folds)
     return float(np.mean((pred - y) ** 2)), name
 

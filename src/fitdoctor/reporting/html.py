@@ -66,7 +66,7 @@ th,td{border-bottom:1px solid #e3e6ea;padding:4px 8px;text-align:left;vertical-a
 th{background:#f0f2f5;font-weight:600;white-space:nowrap}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr.best td{background:#eef8ee}
-td.text{min-width:15em}
+td.text{min-width:20em}
 table.kv{width:100%;max-width:560px;table-layout:fixed}
 table.kv td{overflow-wrap:anywhere;white-space:normal;min-width:0}
 table.kv td.num{text-align:left}

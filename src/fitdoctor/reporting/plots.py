@@ -12,7 +12,7 @@ rendering a report does not change the user's matplotlib backend.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
