@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import keras  # noqa: E402
 
 from fitdoctor.data.loading import load_dataset  # noqa: E402
-from fitdoctor.repair import repair  # noqa: E402
+from fitdoctor import repair  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 INCOME = os.path.join(HERE, "..", "..", "shared", "data", "income.csv")

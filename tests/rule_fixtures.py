@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from fitdoctor.diagnose import build_context
+from fitdoctor.diagnosis import build_context
 
 
 @dataclass

@@ -74,7 +74,7 @@ def income_fix():
     import keras
 
     from fitdoctor.data.loading import load_dataset
-    from fitdoctor.repair import repair
+    from fitdoctor import repair
 
     ds = load_dataset(INCOME_CSV, "income")
     keras.utils.set_random_seed(0)

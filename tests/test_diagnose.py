@@ -115,3 +115,13 @@ def test_bad_arguments_raise_input_errors():
         fitdoctor.diagnose(None, np.zeros((5, 2)), np.zeros(4))
     with pytest.raises(fitdoctor.InputError, match="needs data"):
         fitdoctor.diagnose(None)
+
+
+def test_public_functions_are_not_shadowed_by_their_modules():
+    import importlib
+
+    for module in ("fitdoctor.diagnosis", "fitdoctor.fix", "fitdoctor.experiments", "fitdoctor.monitor"):
+        importlib.import_module(module)
+    assert callable(fitdoctor.diagnose) and fitdoctor.diagnose.__name__ == "diagnose"
+    assert callable(fitdoctor.repair) and fitdoctor.repair.__name__ == "repair"
+    assert callable(fitdoctor.compare) and isinstance(fitdoctor.Monitor, type)

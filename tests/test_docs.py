@@ -53,7 +53,7 @@ def test_getting_started_walks_through_the_income_example():
         assert command in text, command
     # the output shown is the real output: the findings the check prints on the same data today
     from fitdoctor.data.loading import load_dataset
-    from fitdoctor.diagnose import diagnose
+    from fitdoctor.diagnosis import diagnose
 
     from conftest import INCOME_CSV
 

@@ -38,7 +38,7 @@ def assert_self_contained(page: str) -> None:
 @pytest.fixture(scope="module")
 def healthy_report():
     """Standardised inputs, noise sd 0.5, Adam at 0.05: the probe reaches least squares."""
-    from fitdoctor.diagnose import diagnose
+    from fitdoctor.diagnosis import diagnose
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 3))
@@ -49,7 +49,7 @@ def healthy_report():
 @pytest.fixture(scope="module")
 def income_report():
     from fitdoctor.data.loading import load_dataset
-    from fitdoctor.diagnose import diagnose
+    from fitdoctor.diagnosis import diagnose
 
     ds = load_dataset(INCOME_CSV, "income")
     return diagnose(None, ds.X, ds.y, optimizer="adam", learning_rate=0.01, epochs=200, seed=0,

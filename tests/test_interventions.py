@@ -3,7 +3,7 @@ import dataclasses
 
 import pytest
 
-from fitdoctor.repair.interventions import (INTERVENTIONS, Recipe, chain, get_intervention, AddCapacity,
+from fitdoctor.fix.interventions import (INTERVENTIONS, Recipe, chain, get_intervention, AddCapacity,
                                              ScaleTargets, SetLearningRate, MoreEpochs, ReplaceOutputActivation)
 
 NAMES = ["scale_inputs", "scale_targets", "drop_nonfinite_rows", "reshape_targets", "replace_output_activation",

@@ -29,7 +29,7 @@ def _mse(model, X, y):
 def income_repair():
     keras = _keras()
     from fitdoctor.data.loading import load_dataset
-    from fitdoctor.repair import repair
+    from fitdoctor import repair
 
     ds = load_dataset(INCOME_CSV, "income")
     keras.utils.set_random_seed(0)
@@ -104,7 +104,7 @@ def test_saved_model_and_fix_script_run_without_fitdoctor(income_repair, tmp_pat
 
 def _example_repair(name, **kw):
     from fitdoctor.examples import load_example
-    from fitdoctor.repair import repair
+    from fitdoctor import repair
 
     ex = load_example(name)
     model = ex.compiled_model(0)
@@ -133,7 +133,7 @@ def test_seed_000_capacity_example_reaches_the_noise_floor_with_added_capacity()
 @pytest.mark.slow
 def test_sigmoid_output_on_dollar_targets_is_repaired():
     keras = _keras()
-    from fitdoctor.repair import repair
+    from fitdoctor import repair
 
     rng = np.random.default_rng(1)
     X = np.c_[rng.uniform(23, 58, 40), rng.uniform(1, 17, 40)]
@@ -152,7 +152,7 @@ def test_sigmoid_output_on_dollar_targets_is_repaired():
 @pytest.mark.slow
 def test_healthy_model_has_nothing_to_fix():
     keras = _keras()
-    from fitdoctor.repair import repair
+    from fitdoctor import repair
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((64, 3))
@@ -171,7 +171,7 @@ def test_healthy_model_has_nothing_to_fix():
 def test_nothing_helps_is_reported_honestly():
     """Pure noise targets: no fix can beat the mean predictor, and the repair says so."""
     keras = _keras()
-    from fitdoctor.repair import repair
+    from fitdoctor import repair
 
     rng = np.random.default_rng(3)
     X = rng.standard_normal((48, 2))

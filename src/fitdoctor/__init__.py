@@ -16,7 +16,7 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {
-    "diagnose": "fitdoctor.diagnose",
+    "diagnose": "fitdoctor.diagnosis",
     "Report": "fitdoctor.report",
     "Finding": "fitdoctor.findings",
     "Fix": "fitdoctor.findings",
@@ -32,8 +32,8 @@ _LAZY = {
     "compare": "fitdoctor.experiments",
     "Comparison": "fitdoctor.experiments",
     "find_lr": "fitdoctor.experiments",
-    "repair": "fitdoctor.repair",
-    "Repair": "fitdoctor.repair",
+    "repair": "fitdoctor.fix",
+    "Repair": "fitdoctor.fix",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -43,7 +43,7 @@ class Fix:
 
     ``title`` states the action ("Standardise the targets"), ``snippet`` shows it in code,
     ``safe`` says whether fitdoctor may apply it automatically, and ``intervention`` names the
-    repair intervention (see :mod:`fitdoctor.repair.interventions`) that implements it.
+    repair intervention (see :mod:`fitdoctor.fix.interventions`) that implements it.
     """
 
     title: str

@@ -56,7 +56,7 @@ def configured_selectors(args):
 
 def load_and_diagnose(args):
     from ..data.loading import load_dataset
-    from ..diagnose import diagnose
+    from ..diagnosis import diagnose
     from ..rules import select_rules
 
     select, ignore, source = configured_selectors(args)

@@ -47,7 +47,7 @@ def _say(text: str = "") -> None:
 
 
 def run(args) -> int:
-    from ..diagnose import diagnose
+    from ..diagnosis import diagnose
     from ..errors import InputError
     from ..examples import EXAMPLES, load_example
     from ..experiments import compare
@@ -91,7 +91,7 @@ def run(args) -> int:
             sections.append(("The seed's 'more complex model': Dense(10, relu) + Dense(1)",
                              "Same data, a hidden ReLU layer: the loss can go below the least-squares line.", cmp2))
         if name == "income" and not args.no_fix:
-            from ..repair import repair
+            from ..fix import repair
 
             fixed = repair(ex.build_model(args.seed), ex.X, ex.y, optimizer=ex.optimizer, learning_rate=ex.learning_rate,
                            loss=ex.loss, epochs=ex.epochs, batch_size=ex.batch_size, seed=args.seed,

@@ -75,7 +75,7 @@ def summary_text(rep, directory: str | None = None) -> str:
 def run(args) -> int:
     from ..data.loading import load_dataset
     from ..errors import InputError
-    from ..repair import repair
+    from ..fix import repair
 
     data = load_dataset(args.data, args.target)
     model = load_model_file(args.model) if args.model else _default_model(data.X.shape[1], args.seed)

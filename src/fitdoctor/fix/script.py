@@ -73,7 +73,7 @@ def _callbacks_code(recipe) -> list[str]:
 
 
 def render_fix_script(rep, *, data_file: str | None = None) -> str:
-    """The source of ``fix.py`` for the :class:`~fitdoctor.repair.Repair` ``rep``."""
+    """The source of ``fix.py`` for the :class:`~fitdoctor.fix.Repair` ``rep``."""
     r = rep.recipe
     n_inputs = int(rep._X.shape[1]) if rep._X is not None else len(rep.feature_names)
     stack = _dense_stack(rep._arch_model) if getattr(rep, "_arch_model", None) is not None else None

@@ -256,7 +256,7 @@ def _as_arrays(X, y) -> tuple[np.ndarray, np.ndarray]:
 def _diagnose(model, X, y, *, optimizer, learning_rate, loss, epochs, batch_size, seed):
     """Findings, notes and reference of :func:`fitdoctor.diagnose` (no probe); no findings and a note when unavailable."""
     try:
-        from ..diagnose import diagnose
+        from ..diagnosis import diagnose
     except ImportError:
         return [], ["diagnose is not available: candidates come from the data alone"], None
     kw = dict(optimizer=optimizer, loss=loss, epochs=epochs, batch_size=batch_size, probe=False)
