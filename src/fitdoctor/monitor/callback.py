@@ -14,8 +14,10 @@ from .trace import Sample, Trace
 SAMPLE_ROWS = 256
 #: a sample rows' prediction within this fraction of the activation's range from a bound is saturated
 SATURATION_MARGIN = 1e-3
-#: initial weights larger than this (in absolute value) are not a sane initialisation
-SANE_WEIGHT = 10.0
+#: initial weights larger than this (in absolute value) come from no standard initialiser: Glorot
+#: uniform's limit sqrt(6 / (fan_in + fan_out)) is at most sqrt(6) ~ 2.45, He normal truncated at 2
+#: sigma at most 2 sqrt(2) ~ 2.83
+SANE_WEIGHT = 3.0
 
 
 class Monitor(keras.callbacks.Callback):
