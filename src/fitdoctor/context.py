@@ -7,14 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from .model.inspect import ModelInfo, TrainingConfig
-from .reference import Reference, compute_reference
-
-
-def _last_dense(model):
-    from .model.inspect import _last_dense as last
-
-    return last(model)
+from .model.inspect import ModelInfo, TrainingConfig, last_dense
+from .reference import Moments, Reference, compute_reference, moments
 
 #: rows used at most for statistics that do not need them all (predictions of the initial model)
 SAMPLE_ROWS = 2048
@@ -53,11 +47,11 @@ class Context:
 
     @cached_property
     def Xc(self) -> np.ndarray:
-        return self.X[self.finite_rows]
+        return self.X if self.finite_rows.all() else self.X[self.finite_rows]
 
     @cached_property
     def yc(self) -> np.ndarray:
-        return self.y[self.finite_rows]
+        return self.y if self.finite_rows.all() else self.y[self.finite_rows]
 
     @property
     def n(self) -> int:
@@ -65,17 +59,22 @@ class Context:
 
     # -- statistics -------------------------------------------------------------------------
     @cached_property
+    def moments(self) -> Moments:
+        """Means and centred covariances of the finite rows (one streaming pass)."""
+        return moments(self.Xc, self.yc)
+
+    @cached_property
     def x_mean(self) -> np.ndarray:
-        return self.Xc.mean(axis=0)
+        return self.moments.x_mean
 
     @cached_property
     def x_std(self) -> np.ndarray:
-        return self.Xc.std(axis=0)
+        return self.moments.x_std
 
     @cached_property
     def x_scale(self) -> np.ndarray:
         """Root mean square of each column: the magnitude a Dense kernel sees."""
-        return np.sqrt(np.mean(self.Xc**2, axis=0))
+        return np.sqrt(self.x_std**2 + self.x_mean**2)
 
     @cached_property
     def varying(self) -> np.ndarray:
@@ -84,13 +83,27 @@ class Context:
 
     @cached_property
     def reference(self) -> Reference:
-        return compute_reference(self.Xc, self.yc, nonlinear=self.nonlinear_reference, seed=self.seed)
+        return compute_reference(self.Xc, self.yc, nonlinear=self.nonlinear_reference, seed=self.seed,
+                                 m=self.moments)
 
     @cached_property
     def gram_eigenvalues(self) -> np.ndarray:
         """Eigenvalues of the MSE Hessian of a linear model on the raw inputs, ``2/n [X 1]^T [X 1]``."""
-        A = np.c_[self.Xc, np.ones(self.n)]
-        return np.clip(np.linalg.eigvalsh(2.0 * (A.T @ A) / max(self.n, 1)), 0.0, None)
+        m = self.moments
+        p = len(m.x_mean)
+        G = np.empty((p + 1, p + 1))
+        G[:p, :p] = m.cov + np.outer(m.x_mean, m.x_mean)
+        G[:p, p] = G[p, :p] = m.x_mean
+        G[p, p] = 1.0
+        return np.clip(np.linalg.eigvalsh(2.0 * G), 0.0, None)
+
+    @cached_property
+    def standardized_gram_eigenvalues(self) -> np.ndarray:
+        """The same after standardising the varying columns: the correlation matrix's eigenvalues and 1 (bias)."""
+        idx = np.flatnonzero(self.varying)
+        sd = self.x_std[idx]
+        R = self.moments.cov[np.ix_(idx, idx)] / np.outer(sd, sd)
+        return np.clip(2.0 * np.r_[np.linalg.eigvalsh(R), 1.0], 0.0, None)
 
     @cached_property
     def initial_predictions(self) -> np.ndarray:
@@ -109,7 +122,7 @@ class Context:
         rows = self.Xc[:SAMPLE_ROWS]
         if self.model is None:
             return rows, np.zeros(rows.shape[1]), 0.0, True
-        last = _last_dense(self.model)
+        last = last_dense(self.model)
         if last is None or last.units != 1:
             return rows, np.zeros(rows.shape[1]), 0.0, False
         kernel, *rest = [np.asarray(w, dtype=np.float64) for w in last.get_weights()]

@@ -55,21 +55,71 @@ class Reference:
         return cls(**d)
 
 
-def least_squares(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """Closed-form least squares with intercept: (coef, intercept, training MSE)."""
+#: rows per chunk of the streaming passes (bounded memory on millions of rows)
+CHUNK = 65536
+
+
+@dataclass(frozen=True)
+class Moments:
+    """First and second moments of the finite rows, from one streaming pass."""
+
+    n: int
+    x_mean: np.ndarray
+    y_mean: float
+    y_var: float
+    cov: np.ndarray      # centred X^T X / n  (p x p)
+    cov_xy: np.ndarray   # centred X^T y / n  (p)
+
+    @property
+    def x_std(self) -> np.ndarray:
+        return np.sqrt(np.clip(np.diag(self.cov), 0.0, None))
+
+
+def moments(X: np.ndarray, y: np.ndarray) -> Moments:
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).reshape(-1)
-    # centre first: better conditioned and gives the intercept directly
-    xm = X.mean(axis=0) if X.size else np.zeros(X.shape[1])
-    ym = y.mean()
-    Xc = X - xm
-    if X.shape[1]:
-        coef, *_ = np.linalg.lstsq(Xc, y - ym, rcond=None)
-    else:
-        coef = np.zeros(0)
-    intercept = float(ym - xm @ coef)
-    resid = Xc @ coef - (y - ym)
-    return coef, intercept, float(np.mean(resid**2))
+    n, p = X.shape
+    xm = X.mean(axis=0) if n else np.zeros(p)
+    ym = float(y.mean()) if n else 0.0
+    cov, cxy, yy = np.zeros((p, p)), np.zeros(p), 0.0
+    for start in range(0, n, CHUNK):
+        Z = X[start:start + CHUNK] - xm
+        r = y[start:start + CHUNK] - ym
+        cov += Z.T @ Z
+        cxy += Z.T @ r
+        yy += float(r @ r)
+    n1 = max(n, 1)
+    return Moments(n=n, x_mean=xm, y_mean=ym, y_var=yy / n1, cov=cov / n1, cov_xy=cxy / n1)
+
+
+def least_squares(X: np.ndarray, y: np.ndarray, m: Moments | None = None) -> tuple[np.ndarray, float, float]:
+    """Closed-form least squares with intercept: (coef, intercept, training MSE).
+
+    Solves the standardised normal equations (p x p, cheap on millions of rows); falls back to an
+    SVD of the centred data when they are too ill-conditioned to trust (cond > 1e10).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    m = m or moments(X, y)
+    p = X.shape[1]
+    if p == 0 or m.n == 0:
+        return np.zeros(p), m.y_mean, m.y_var
+    sd = m.x_std
+    keep = sd > 1e-12 * np.maximum(np.abs(m.x_mean), 1.0)
+    coef = np.zeros(p)
+    if keep.any():
+        R = m.cov[np.ix_(keep, keep)] / np.outer(sd[keep], sd[keep])
+        if np.linalg.cond(R) < 1e10:
+            coef[keep] = np.linalg.solve(R, m.cov_xy[keep] / sd[keep]) / sd[keep]
+        else:
+            Xc = X[:, keep] - m.x_mean[keep]
+            coef[keep], *_ = np.linalg.lstsq(Xc, y - m.y_mean, rcond=None)
+    intercept = float(m.y_mean - m.x_mean @ coef)
+    mse = m.y_var - float(m.cov_xy @ coef)
+    if mse < 1e-8 * max(m.y_var, 1e-300):  # near-perfect fit: measure the residual directly
+        mse = sum(float(np.sum((X[s:s + CHUNK] @ coef + intercept - y[s:s + CHUNK]) ** 2))
+                  for s in range(0, m.n, CHUNK)) / m.n
+    return coef, intercept, max(float(mse), 0.0)
 
 
 def nonlinear_reference(X: np.ndarray, y: np.ndarray, *, seed: int = 0) -> tuple[float | None, str | None]:
@@ -87,7 +137,7 @@ def nonlinear_reference(X: np.ndarray, y: np.ndarray, *, seed: int = 0) -> tuple
     if n > 1000:  # plenty of rows: one 75/25 hold-out split is a good enough estimate, and 3x cheaper
         from sklearn.ensemble import HistGradientBoostingRegressor
 
-        est = HistGradientBoostingRegressor(max_iter=100, learning_rate=0.1, max_leaf_nodes=15, random_state=seed)
+        est = HistGradientBoostingRegressor(max_iter=60, learning_rate=0.15, max_leaf_nodes=15, random_state=seed)
         cut = int(0.75 * n)
         order = rng.permutation(n)
         train, test = order[:cut], order[cut:]
@@ -111,13 +161,15 @@ def nonlinear_reference(X: np.ndarray, y: np.ndarray, *, seed: int = 0) -> tuple
     return float(np.mean((pred - y) ** 2)), name
 
 
-def compute_reference(X: np.ndarray, y: np.ndarray, *, nonlinear: bool = True, seed: int = 0) -> Reference:
-    """References on the finite rows of ``X``, ``y``."""
+def compute_reference(X: np.ndarray, y: np.ndarray, *, nonlinear: bool = True, seed: int = 0,
+                      m: Moments | None = None) -> Reference:
+    """References on the finite rows of ``X``, ``y`` (``m``: their moments, when already known)."""
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).reshape(len(X), -1)[:, 0]
     ok = np.isfinite(X).all(axis=1) & np.isfinite(y)
-    X, y = X[ok], y[ok]
-    coef, intercept, lin = least_squares(X, y)
+    if not ok.all():
+        X, y, m = X[ok], y[ok], None
+    coef, intercept, lin = least_squares(X, y, m)
     nl, nl_name = nonlinear_reference(X, y, seed=seed) if nonlinear else (None, None)
     return Reference(
         n_rows=int(len(y)),

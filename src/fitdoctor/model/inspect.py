@@ -234,7 +234,7 @@ def describe_model(model) -> ModelInfo:
         if cls in _PASSIVE_LAYERS:
             continue
         if cls == "Dense":
-            if act not in LINEAR_ACTIVATIONS and layer is not _last_dense(model):
+            if act not in LINEAR_ACTIVATIONS and layer is not last_dense(model):
                 linear = False
         elif cls == "Activation":
             if act not in LINEAR_ACTIVATIONS:
@@ -262,7 +262,7 @@ def _flat_layers(model):
     return out
 
 
-def _last_dense(model):
+def last_dense(model):
     dense = [l for l in _flat_layers(model) if type(l).__name__ == "Dense"]
     return dense[-1] if dense else None
 

@@ -50,10 +50,7 @@ class IllConditioned(Rule):
         kappa = condition_number(ctx.gram_eigenvalues)
         if kappa < CONDITION_LIMIT:
             return []
-        idx = np.flatnonzero(ctx.varying)
-        Z = (ctx.Xc[:, idx] - ctx.x_mean[idx]) / ctx.x_std[idx]
-        A = np.c_[Z, np.ones(ctx.n)]
-        kappa_std = condition_number(np.clip(np.linalg.eigvalsh(2.0 * (A.T @ A) / ctx.n), 0, None))
+        kappa_std = condition_number(ctx.standardized_gram_eigenvalues)
         collinear = kappa_std >= CONDITION_LIMIT
         if collinear:
             msg = (f"the inputs are ill-conditioned (kappa = {kappa:.3g}; still {kappa_std:.3g} after "

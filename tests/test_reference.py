@@ -1,0 +1,36 @@
+"""The reference optimum: least squares by streaming normal equations agrees with an SVD solve."""
+import numpy as np
+
+from fitdoctor.reference import compute_reference, least_squares
+
+
+def test_streaming_least_squares_matches_numpy_lstsq_with_offsets_and_many_rows():
+    rng = np.random.default_rng(0)
+    n = 150_000  # more than two streaming chunks
+    X = np.c_[2000 + 3 * rng.standard_normal(n), rng.standard_normal(n) * 1e3, rng.random(n)]
+    y = X @ [2.0, -0.01, 5.0] + 40_000 + rng.standard_normal(n)
+    coef, intercept, mse = least_squares(X, y)
+    A = np.c_[X, np.ones(n)]
+    sol, *_ = np.linalg.lstsq(A, y, rcond=None)
+    np.testing.assert_allclose(coef, sol[:3], rtol=1e-6)
+    assert np.isclose(intercept, sol[3], rtol=1e-6)
+    assert np.isclose(mse, np.mean((A @ sol - y) ** 2), rtol=1e-6)
+
+
+def test_collinear_columns_fall_back_to_svd_and_exact_fits_are_measured():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(500)
+    X = np.c_[x, x]                       # singular normal equations
+    y = 3 * x + 1                         # a perfect fit: MSE must be ~0, not a rounding residue
+    coef, intercept, mse = least_squares(X, y)
+    assert np.isclose(coef.sum(), 3.0) and np.isclose(intercept, 1.0) and mse < 1e-20
+
+
+def test_reference_ignores_non_finite_rows_and_reports_the_mean_predictor():
+    X = np.c_[np.arange(10.0)]
+    y = 2 * np.arange(10.0)
+    X[3, 0] = np.nan
+    ref = compute_reference(X, y, nonlinear=False)
+    ok = np.arange(10) != 3
+    assert ref.n_rows == 9 and np.isclose(ref.mean_mse, np.var(y[ok])) and ref.linear_mse < 1e-20
+    assert ref.gap(2 * ref.linear_mse + 1e-30, linear=True) > 1
