@@ -27,7 +27,7 @@ def make_csv(path: str, rows: int, cols: int, seed: int = 0) -> None:
     df.to_csv(path, index=False, float_format="%.6g")
 
 
-def timed(fn, repeat: int = 2) -> float:
+def timed(fn, repeat: int = 3) -> float:
     best = float("inf")
     for _ in range(repeat):
         t = time.perf_counter()

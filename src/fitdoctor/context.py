@@ -53,7 +53,7 @@ class Context:
     def yc(self) -> np.ndarray:
         return self.y if self.finite_rows.all() else self.y[self.finite_rows]
 
-    @property
+    @cached_property
     def n(self) -> int:
         return int(self.finite_rows.sum())
 

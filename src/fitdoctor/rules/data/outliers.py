@@ -12,12 +12,17 @@ ROBUST_LOSSES = {"huber", "mae", "log_cosh"}
 Z_LIMIT = 5.0
 
 
+#: median and MAD are estimated on at most this many values (their error is ~1/sqrt of it)
+MEDIAN_SAMPLE = 100_000
+
+
 def robust_z(v: np.ndarray) -> np.ndarray:
     """Robust z-score: (v - median) / (1.4826 * MAD); the 1.4826 makes MAD match sigma for a normal."""
-    med = np.median(v)
-    mad = 1.4826 * np.median(np.abs(v - med))
+    s = v if len(v) <= MEDIAN_SAMPLE else np.random.default_rng(0).choice(v, MEDIAN_SAMPLE, replace=False)
+    med = np.median(s)
+    mad = 1.4826 * np.median(np.abs(s - med))
     if mad == 0:
-        mad = 1.2533 * np.mean(np.abs(v - med))  # mean absolute deviation, same normal scaling
+        mad = 1.2533 * np.mean(np.abs(s - med))  # mean absolute deviation, same normal scaling
     return (v - med) / mad if mad > 0 else np.zeros_like(v)
 
 
