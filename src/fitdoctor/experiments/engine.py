@@ -465,10 +465,21 @@ _PROGRAM_CACHE: "OrderedDict[Any, Any]" = OrderedDict()
 _PROGRAM_CACHE_SIZE = 32
 
 
+def _without_names(config):
+    """A model config with every layer/model name removed: two builds of one architecture are equal."""
+    if isinstance(config, dict):
+        return {k: _without_names(v) for k, v in config.items() if k != "name"}
+    if isinstance(config, (list, tuple)):
+        return [_without_names(v) for v in config]
+    return config
+
+
 def _model_signature(base) -> str:
-    """The model's architecture (config JSON, which clones of one model share) and variable shapes."""
+    """The model's architecture (its config without names) and variable shapes."""
+    import json
+
     shapes = [(tuple(v.shape), str(v.dtype), bool(v.trainable)) for v in base.variables]
-    return base.to_json() + repr(shapes)
+    return json.dumps(_without_names(base.get_config()), sort_keys=True, default=str) + repr(shapes)
 
 
 def _program_key(kind: str, base, groups: list[list[RunSpec]], args) -> Any:
