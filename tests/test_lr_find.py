@@ -7,7 +7,6 @@ import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import keras  # noqa: E402
 
 from conftest import INCOME_CSV  # noqa: E402
 from fitdoctor.cli import main  # noqa: E402

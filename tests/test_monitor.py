@@ -74,7 +74,6 @@ def test_check_log_reads_a_csvlogger_file(tmp_path, capsys):
     log = tmp_path / "train.log"
     _fit_income(keras.optimizers.Adam(0.01), 25, [keras.callbacks.CSVLogger(str(log))])
     data = tmp_path / "income.csv"
-    ex = fitdoctor.load_example("income")
     X, y = _income()
     import pandas as pd
 

@@ -1,4 +1,3 @@
-import numpy as np
 import pandas as pd
 
 from fitdoctor.rules import get_rule

@@ -1,4 +1,3 @@
-import numpy as np
 
 from fitdoctor.rules import get_rule
 from rule_fixtures import firing, healthy

@@ -87,3 +87,28 @@ def progress(total: int | None = None, desc: str = "", *, disable: bool | None =
 def check_usage(condition: bool, message: str) -> None:
     if not condition:
         raise UsageError(message)
+
+
+def write_result(result, output: str | None, *, text: str, plot_hint: str) -> None:
+    """Write a compare / lr-find result where ``--output`` says, by its extension.
+
+    ``.png``: the result's plot; ``.html``/``.htm``: its HTML page; ``.json``: its JSON; no
+    ``--output`` (or another extension): ``text`` to stdout (or to that file).
+    """
+    ext = os.path.splitext(output)[1].lower() if output else ""
+    if ext == ".png":
+        from .compare import save_figure
+
+        save_figure(result, output)
+    elif ext in (".html", ".htm"):
+        try:
+            page = result.to_html()
+        except ImportError:
+            raise InputError(f"the HTML report is not available in this build: use {plot_hint}") from None
+        write_output(page, output)
+    elif ext == ".json":
+        write_output(result.to_json() + "\n", output)
+    else:
+        write_output(text, output)
+        return
+    sys.stderr.write(f"fitdoctor: wrote {output}\n")

@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-from .common import _positive_int, load_model_file, progress, write_output
+from .common import _positive_int, load_model_file, progress, write_result
 
 HELP = "compare optimizers, learning rates, scalings and losses on your data (vectorised)"
 DESCRIPTION = """\
@@ -185,20 +185,6 @@ def run(args) -> int:
     finally:
         bar.close()
     elapsed = time.perf_counter() - start
-    if ext == ".png":
-        save_figure(cmp, args.output)
-        sys.stderr.write(f"fitdoctor: wrote {args.output}\n")
-    elif ext in (".html", ".htm"):
-        try:
-            html = cmp.to_html()
-        except ImportError:
-            raise InputError("the HTML report is not available in this build: use -o curves.png or -o results.json") from None
-        write_output(html, args.output)
-        sys.stderr.write(f"fitdoctor: wrote {args.output}\n")
-    elif ext == ".json":
-        write_output(cmp.to_json() + "\n", args.output)
-        sys.stderr.write(f"fitdoctor: wrote {args.output}\n")
-    else:
-        text = cmp.to_json() + "\n" if args.format == "json" else text_table(cmp, elapsed)
-        write_output(text, args.output or None)
+    text = cmp.to_json() + "\n" if args.format == "json" else text_table(cmp, elapsed)
+    write_result(cmp, args.output, text=text, plot_hint="-o curves.png or -o results.json")
     return 0

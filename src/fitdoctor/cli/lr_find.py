@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
-from .common import _positive_int, load_model_file, write_output
+from .common import _positive_int, load_model_file, write_result
 
 HELP = "learning-rate range test: a suggested learning rate and a range worth trying"
 DESCRIPTION = """\
@@ -64,7 +63,7 @@ def text_summary(f) -> str:
 def run(args) -> int:
     from ..errors import InputError
     from ..experiments import find_lr
-    from .compare import default_model, load_data, save_figure
+    from .compare import default_model, load_data
 
     ds = load_data(args)
     model = load_model_file(args.model) if args.model else default_model(ds.X.shape[1], args.seed)
@@ -73,19 +72,6 @@ def run(args) -> int:
         raise InputError(f"--output must end in .png, .json, .html or .txt (Received --output={args.output!r})")
     finder = find_lr(model, ds.X, ds.y, start_lr=args.start_lr, end_lr=args.end_lr, steps=args.steps,
                      optimizer=args.optimizer, loss=args.loss, batch_size=args.batch_size, seed=args.seed)
-    if ext == ".png":
-        save_figure(finder, args.output)
-        sys.stderr.write(f"fitdoctor: wrote {args.output}\n")
-    elif ext in (".html", ".htm"):
-        try:
-            html = finder.to_html()
-        except ImportError:
-            raise InputError("the HTML report is not available in this build: use -o lr.png or -o lr.json") from None
-        write_output(html, args.output)
-        sys.stderr.write(f"fitdoctor: wrote {args.output}\n")
-    elif ext == ".json":
-        write_output(finder.to_json() + "\n", args.output)
-        sys.stderr.write(f"fitdoctor: wrote {args.output}\n")
-    else:
-        write_output(finder.to_json() + "\n" if args.format == "json" else text_summary(finder), args.output or None)
+    text = finder.to_json() + "\n" if args.format == "json" else text_summary(finder)
+    write_result(finder, args.output, text=text, plot_hint="-o lr.png or -o lr.json")
     return 0

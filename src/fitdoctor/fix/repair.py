@@ -21,13 +21,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
 from ..errors import InputError
-from ..findings import Finding, to_jsonable
+from ..findings import to_jsonable
 from ..model.inspect import (ACTIVATION_RANGE, CLASSIFICATION_LOSSES, describe_model, read_training_config)
 from ..reference import Reference, compute_reference
 from ..report import Report

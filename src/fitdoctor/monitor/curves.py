@@ -69,7 +69,6 @@ def divergence(curve) -> Divergence | None:
         return None
     best = np.minimum.accumulate(fin) if len(fin) else fin
     rose = np.flatnonzero(fin[1:] >= 2.0 * best[:-1]) + 1 if len(fin) > 1 else np.array([], int)
-    peak = float(fin.max()) if len(fin) else math.nan
     if nf is not None:
         # a NaN counts as divergence only when the loss was already climbing before it
         if not len(rose):

@@ -442,7 +442,7 @@ class PredictionErrorDisplay:
             ax.scatter(p, t - p, s=18, alpha=0.7, color="#4477aa")
             ax.axhline(0.0, color="black", linestyle=":", linewidth=1)
             ax.set_xlabel(f"predicted {name}")
-            ax.set_ylabel(f"residual (actual - predicted)")
+            ax.set_ylabel("residual (actual - predicted)")
             ax.set_title("Residuals", fontsize="medium")
         from matplotlib.ticker import MaxNLocator
 
