@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..model.inspect import canonical_loss
+from ..model.inspect import canonical_loss, architecture_signature
 
 #: a run has diverged when its MSE is non-finite or ends above this multiple of its initial MSE
 DIVERGENCE_FACTOR = 1e3
@@ -465,28 +465,11 @@ _PROGRAM_CACHE: "OrderedDict[Any, Any]" = OrderedDict()
 _PROGRAM_CACHE_SIZE = 32
 
 
-def _without_names(config):
-    """A model config with every layer/model name removed: two builds of one architecture are equal."""
-    if isinstance(config, dict):
-        return {k: _without_names(v) for k, v in config.items() if k != "name"}
-    if isinstance(config, (list, tuple)):
-        return [_without_names(v) for v in config]
-    return config
-
-
-def _model_signature(base) -> str:
-    """The model's architecture (its config without names) and variable shapes."""
-    import json
-
-    shapes = [(tuple(v.shape), str(v.dtype), bool(v.trainable)) for v in base.variables]
-    return json.dumps(_without_names(base.get_config()), sort_keys=True, default=str) + repr(shapes)
-
-
 def _program_key(kind: str, base, groups: list[list[RunSpec]], args) -> Any:
     import jax
 
     try:
-        signature = _model_signature(base)
+        signature = architecture_signature(base)
     except Exception:  # a model that cannot describe itself: compile every time
         return None
     leaves = jax.tree_util.tree_leaves(args)

@@ -275,3 +275,21 @@ def _output_activation(layers: list[LayerInfo]) -> str | None:
                 continue
             return info.activation or "linear"
     return "linear"
+
+
+def _without_names(config):
+    """A model config with every layer/model name removed: two builds of one architecture are equal."""
+    if isinstance(config, dict):
+        return {k: _without_names(v) for k, v in config.items() if k != "name"}
+    if isinstance(config, (list, tuple)):
+        return [_without_names(v) for v in config]
+    return config
+
+
+def architecture_signature(model) -> str:
+    """The model's architecture (its config without names) and variable shapes, as a cache key:
+    two models with equal signatures run the same computation on their own variables."""
+    import json
+
+    shapes = [(tuple(v.shape), str(v.dtype), bool(v.trainable)) for v in model.variables]
+    return json.dumps(_without_names(model.get_config()), sort_keys=True, default=str) + repr(shapes)

@@ -342,6 +342,10 @@ def _batch_losses(raw) -> list[float]:
     return out.tolist()
 
 
+#: jitted sample functions by architecture (see _Sampler._cached_jax_fn)
+_JAX_FN_CACHE: dict = {}
+
+
 class _Sampler:
     """Gradients, activations and predictions on a fixed batch, for the JAX, TensorFlow and
     PyTorch backends (gradients need one of them; activations work everywhere)."""
@@ -375,6 +379,35 @@ class _Sampler:
         self.loss_fn = _loss_function(model)
         self._jax_fn = None
 
+    def _cached_jax_fn(self, has_y: bool):
+        """The jitted sample function, shared by every model of the same architecture (one compile
+        per architecture and process, not one per fit)."""
+        import jax
+
+        from ..model.inspect import architecture_signature
+
+        try:
+            key = (architecture_signature(self.model), has_y, tuple(np.shape(self.X)),
+                   getattr(self.model, "loss", None).__class__.__name__, str(getattr(self.model, "loss", "")))
+        except Exception:
+            key = None
+        if key is not None and key in _JAX_FN_CACHE:
+            return _JAX_FN_CACHE[key]
+        probe, pidx, nidx, loss_fn = self.probe, self.probe_index, self.ntv_index, self.loss_fn
+
+        def f(tv_, ntv_, x_, y_):
+            outs, _ = probe.stateless_call([tv_[i] for i in pidx], [ntv_[i] for i in nidx], x_, training=False)
+            outs = outs if isinstance(outs, (list, tuple)) else [outs]
+            loss = loss_fn(y_, outs[-1]) if has_y else jax.numpy.zeros(())
+            return loss, outs
+
+        fn = jax.jit(jax.value_and_grad(f, has_aux=True)) if has_y else jax.jit(f)
+        if key is not None:
+            _JAX_FN_CACHE[key] = fn
+            while len(_JAX_FN_CACHE) > 16:
+                _JAX_FN_CACHE.pop(next(iter(_JAX_FN_CACHE)))
+        return fn
+
     def _index(self, v):
         for i, w in enumerate(self.tvars):
             if w is v:
@@ -401,15 +434,7 @@ class _Sampler:
             import jax
 
             if self._jax_fn is None:
-                probe, pidx, nidx, loss_fn, has_y = self.probe, self.probe_index, self.ntv_index, self.loss_fn, y is not None
-
-                def f(tv_, ntv_, x_, y_):
-                    outs, _ = probe.stateless_call([tv_[i] for i in pidx], [ntv_[i] for i in nidx], x_, training=False)
-                    outs = outs if isinstance(outs, (list, tuple)) else [outs]
-                    loss = loss_fn(y_, outs[-1]) if has_y else jax.numpy.zeros(())
-                    return loss, outs
-
-                self._jax_fn = jax.jit(jax.value_and_grad(f, has_aux=True)) if y is not None else jax.jit(f)
+                self._jax_fn = self._cached_jax_fn(y is not None)
             if y is None:
                 loss, outs = self._jax_fn(tv, ntv, x, None)
                 return None, None, [np.asarray(o) for o in outs]
