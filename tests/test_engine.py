@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,7 +15,8 @@ from fitdoctor.errors import InputError  # noqa: E402
 from fitdoctor.examples import load_example  # noqa: E402
 from fitdoctor.reference import least_squares  # noqa: E402
 from fitdoctor.experiments import RunSpec, build_trained_model, train_runs  # noqa: E402
-from fitdoctor.experiments.engine import shuffled_batches  # noqa: E402
+from fitdoctor.experiments import engine as engine_module  # noqa: E402
+from fitdoctor.experiments.engine import fused_coefficients, shuffled_batches  # noqa: E402
 
 jax_only = pytest.mark.skipif(keras.backend.backend() != "jax", reason="the vectorised engine needs JAX")
 
@@ -36,6 +38,7 @@ def test_vectorized_curves_agree_with_model_fit_full_batch():
         RunSpec("rmsprop", 1e-1, epochs=30, batch_size=32),
         RunSpec("adagrad", 1e-1, scale_y=True, loss="huber", huber_delta=0.5, epochs=30, batch_size=32),
         RunSpec("sgd", 1e-2, scale_x=True, scale_y=True, momentum=0.9, clipnorm=1.0, loss="mae", epochs=30, batch_size=32),
+        RunSpec("nadam", 1e-2, scale_x=True, scale_y=True, epochs=30, batch_size=32),  # Keras's own update rule
     ]
     vec = train_runs(model, X, y, specs, engine="vectorized")
     seq = train_runs(model, X, y, specs, engine="sequential")
@@ -145,3 +148,61 @@ def test_tensorflow_backend_uses_sequential_fits():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-3:] == ["sequential", "True", "True"]
+
+
+FUSED_SPECS = [
+    RunSpec("adam", 3e-2, scale_x=True, scale_y=True),
+    RunSpec("adam", 1e-3, clipnorm=0.5, scale_x=True),
+    RunSpec("sgd", 5e-2, scale_x=True, scale_y=True),
+    RunSpec("sgd", 1e-2, momentum=0.9, scale_x=True, scale_y=True),
+    RunSpec("rmsprop", 1e-2, scale_x=True, scale_y=True, loss="huber", huber_delta=0.7),
+    RunSpec("adagrad", 2e-1, scale_x=True, scale_y=True),
+]
+
+
+def _mlp_problem():
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(45, 3)) * [1.0, 10.0, 0.1] + [0.0, 5.0, 0.0]
+    y = np.sin(X[:, 0]) + 0.1 * X[:, 1] + 3.0 * X[:, 2] + 0.05 * rng.normal(size=45)
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(1)])
+    return model, X, y
+
+
+@jax_only
+def test_fused_update_rule_matches_keras_optimizers_over_minibatches(monkeypatch):
+    """Several shuffled minibatches a epoch with a partial last one (45 rows, batches of 8), a hidden layer:
+    the fused rule (one program for all optimizers) against each Keras optimizer's own stateless update."""
+    model, X, y = _mlp_problem()
+    specs = [replace(s, epochs=12, batch_size=8) for s in FUSED_SPECS]
+    assert all(fused_coefficients(s) is not None for s in specs)
+    fused = train_runs(model, X, y, specs, engine="vectorized", seed=3)
+    monkeypatch.setattr(engine_module, "_fusable", lambda base, spec: False)
+    engine_module._PROGRAM_CACHE.clear()
+    keras_rule = train_runs(model, X, y, specs, engine="vectorized", seed=3)
+    for a, b in zip(fused, keras_rule):
+        np.testing.assert_allclose(a.mse, b.mse, rtol=2e-4, err_msg=a.label)
+        np.testing.assert_allclose(a.loss, b.loss, rtol=2e-4, err_msg=a.label)
+        for wa, wb in zip(a.weights, b.weights):
+            np.testing.assert_allclose(wa, wb, rtol=1e-3, atol=1e-5, err_msg=a.label)
+    assert len({round(r.final_mse, 6) for r in fused}) == len(fused)  # six different trajectories
+
+
+@jax_only
+def test_runs_trained_together_equal_runs_trained_alone():
+    """Stacking optimizers in one program must not leak state between runs."""
+    model, X, y = _mlp_problem()
+    specs = [replace(s, epochs=6, batch_size=16) for s in FUSED_SPECS]
+    together = train_runs(model, X, y, specs, engine="vectorized", seed=0)
+    for spec, run in zip(specs, together):
+        alone = train_runs(model, X, y, [spec], engine="vectorized", seed=0)[0]
+        np.testing.assert_allclose(run.mse, alone.mse, rtol=1e-5, err_msg=spec.label())
+
+
+def test_fused_rule_declines_what_it_cannot_express():
+    assert fused_coefficients(RunSpec("nadam")) is None
+    assert fused_coefficients(RunSpec("adamw")) is None
+    adagrad = fused_coefficients(RunSpec("adagrad", 0.5))
+    assert adagrad["lr"] == 0.5 and adagrad["v0"] == pytest.approx(0.1)  # Keras's initial accumulator
+    sgd = fused_coefficients(RunSpec("sgd", 0.1, momentum=0.9))
+    assert sgd["scale"] == pytest.approx(10.0)

@@ -209,3 +209,19 @@ def test_cli_fix_bad_input_exits_2(tmp_path):
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 2
     assert "income" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_learning_rate_is_judged_on_the_low_end_of_its_last_epochs():
+    """An oscillating high rate whose last epoch happens to be high still scores what it reaches."""
+    from fitdoctor.fix.interventions import Recipe
+    from fitdoctor.fix.repair import _tail_mse
+    from fitdoctor.fix.training import Trial
+
+    smooth = [10.0 - 0.09 * e for e in range(100)]                       # ends at 1.09, no oscillation
+    oscillating = [10.0 * 0.9**e for e in range(80)] + [0.04, 0.3] * 10   # ends at 0.3, reaches 0.04
+    diverged = [1.0] * 90 + [float("inf")] * 10
+    trial = lambda curve: Trial("t", Recipe(), (), final_mse=curve[-1], mse=curve)  # noqa: E731
+    assert _tail_mse(trial(smooth)) == pytest.approx(smooth[-1])
+    assert _tail_mse(trial(oscillating)) == pytest.approx(0.04)
+    assert _tail_mse(trial(oscillating)) < _tail_mse(trial(smooth)) < oscillating[-1] * 10
+    assert _tail_mse(trial(diverged)) == float("inf")

@@ -14,6 +14,10 @@ import sys
 #: the verbs, in the order ``--help`` lists them (module names under fitdoctor.cli)
 COMMANDS = ["check", "check_log", "compare", "lr_find", "fix", "explain", "rules", "demo"]
 
+#: verbs that compile training programs: they keep them in the on-disk compilation cache
+#: (fitdoctor.experiments.cache; FITDOCTOR_CACHE_DIR=off turns it off)
+TRAINING_COMMANDS = {"check", "compare", "lr-find", "fix", "demo"}
+
 DESCRIPTION = """\
 Find out why a regression model's training does not converge, prove it, and repair it.
 
@@ -34,6 +38,11 @@ examples:
   fitdoctor explain adam-large-target                   what a finding means
 
 exit codes: 0 no problem found, 1 problems found, 2 bad usage or unreadable input
+
+environment:
+  FITDOCTOR_CACHE_DIR   where compiled training programs are kept between runs, so that a
+                        repeated experiment starts at once (default ~/.cache/fitdoctor/xla;
+                        "off" turns it off)
 """
 
 
@@ -64,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    if args.command in TRAINING_COMMANDS:
+        from ..experiments.cache import enable_compilation_cache
+
+        enable_compilation_cache()
     try:
         return int(args.run(args))
     except InputError as exc:

@@ -20,6 +20,9 @@ clones, and the result says so (``engine="sequential"``, ``note``).
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+import gc
 import itertools
 from collections import OrderedDict
 from dataclasses import dataclass, field, asdict
@@ -142,13 +145,17 @@ def make_loss(spec: RunSpec) -> Callable:
 
 
 def _validate_specs(specs: Sequence[RunSpec]) -> None:
+    checked = set()
     for s in specs:
         if not (np.isfinite(s.learning_rate) and s.learning_rate > 0):
             raise InputError(f"learning rates must be positive numbers (Received learning_rate={s.learning_rate!r})")
         if int(s.epochs) < 1 or int(s.batch_size) < 1:
             raise InputError(f"epochs and batch_size must be positive (Received epochs={s.epochs!r}, batch_size={s.batch_size!r})")
-        make_optimizer(s)
-        make_loss(s)
+        kind = (s.optimizer, s.clipnorm, s.momentum, s.loss, s.huber_delta)
+        if kind not in checked:  # building a Keras optimizer costs a millisecond: once per kind
+            make_optimizer(s)
+            make_loss(s)
+            checked.add(kind)
 
 
 @dataclass
@@ -314,9 +321,12 @@ def _run_sequential(base, data: _Data, spec: RunSpec, seed: int, note: str = "")
 # vectorised engine
 
 
-def _group_key(spec: RunSpec):
-    return (spec.optimizer, canonical_loss(spec.loss), float(spec.huber_delta), int(spec.batch_size),
-            int(spec.epochs), spec.clipnorm, float(spec.momentum))
+def _group_key(spec: RunSpec, fused: bool = False):
+    """Runs with equal keys train in one vmapped program; fused runs of any of the fused optimizers share one."""
+    shape = (canonical_loss(spec.loss), float(spec.huber_delta), int(spec.batch_size), int(spec.epochs))
+    if fused:
+        return ("fused",) + shape
+    return (spec.optimizer,) + shape + (spec.clipnorm, float(spec.momentum))
 
 
 def shuffled_batches(n: int, batch_size: int, n_epochs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -335,7 +345,9 @@ def shuffled_batches(n: int, batch_size: int, n_epochs: int, seed: int) -> tuple
 
 
 class _Stepper:
-    """Stateless pieces of one training step for a model, an optimizer (template) and a loss."""
+    """Stateless pieces of one training step for a model, a Keras optimizer (template) and a loss."""
+
+    fused = False
 
     def __init__(self, base, optimizer, loss_fn):
         self.base = base
@@ -348,11 +360,18 @@ class _Stepper:
             raise RuntimeError("cannot locate the optimizer's learning-rate variable")
         self.lr_pos = self.lr_pos[0]
 
-    def initial_state(self):
+    def model_state(self):
         tv = [v.value for v in self.base.trainable_variables]
         ntv = [v.value for v in self.base.non_trainable_variables]
-        ov = [v.value for v in self.opt.variables]
-        return tv, ntv, ov
+        return tv, ntv
+
+    def initial_state(self):
+        tv, ntv = self.model_state()
+        return tv, ntv, [v.value for v in self.opt.variables]
+
+    def stacked_optimizer_states(self, specs: Sequence[RunSpec]):
+        """The optimizer state of every run, stacked on a first axis (learning rates set by ``with_lr``)."""
+        return _stack([v.value for v in self.opt.variables], len(specs))
 
     def with_lr(self, ov, lr):
         import jax.numpy as jnp
@@ -360,6 +379,9 @@ class _Stepper:
         ov = list(ov)
         ov[self.lr_pos] = jnp.asarray(lr, dtype=ov[self.lr_pos].dtype)
         return ov
+
+    def update(self, ov, grads, tv):
+        return self.opt.stateless_apply(ov, grads, tv)
 
     def step(self, tv, ntv, ov, xb, yb, mb):
         """One optimizer step on a (masked) batch: returns new state and the batch loss."""
@@ -376,7 +398,7 @@ class _Stepper:
             return value, ntv2
 
         (value, ntv2), grads = jax.value_and_grad(objective, has_aux=True)(tv)
-        tv2, ov2 = self.opt.stateless_apply(ov, grads, tv)
+        tv2, ov2 = self.update(ov, grads, tv)
         return tv2, ntv2, ov2, value
 
     def full_mse(self, tv, ntv, X, y, xm, xs, ym, ys):
@@ -388,17 +410,134 @@ class _Stepper:
         return jnp.mean((pred - y) ** 2)
 
 
+# One update rule that reproduces Keras's SGD (with momentum), Adam, RMSprop and Adagrad, so that
+# runs of different optimizers share ONE compiled program (compilation, not training, is what a
+# grid of small models costs). Per run and per weight tensor, with t = 1, 2, ...:
+#
+#     g     <- g * clip / max(||g||, clip)                 when clipnorm is set (Keras clip_by_norm)
+#     m     <- m + (g - m) * (1 - b1)                        (b1 = 0: m = g)
+#     v     <- keep * v + add * g**2                         (v starts at v0)
+#     alpha  = lr * scale * (sqrt(1 - b2**t) / (1 - b1**t) if bias else 1)
+#     w     <- w - alpha * m / (sqrt(v + eps_in) + eps_out)
+#
+#   Adam      b1=beta_1  keep=beta_2 add=1-beta_2  eps_in=0        eps_out=epsilon bias  v0=0
+#   RMSprop   b1=0       keep=rho    add=1-rho     eps_in=epsilon  eps_out=0             v0=0
+#   Adagrad   b1=0       keep=1      add=1         eps_in=epsilon  eps_out=0             v0=initial_accumulator_value
+#   SGD       b1=momentum keep=add=0               eps_in=1        eps_out=0             scale=1/(1-momentum)
+#
+# (Keras's SGD momentum buffer is m_k = momentum * m_(k-1) - lr * g_k, which for a constant learning
+# rate equals -lr / (1 - momentum) times the moving average above.) Anything else (Nesterov,
+# AMSGrad, centred RMSprop, weight decay, EMA, other optimizers) uses the Keras optimizer itself.
+_FUSED_KEYS = ("lr", "b1", "keep", "add", "eps_in", "eps_out", "bias", "scale", "clip")
+
+
+def fused_coefficients(spec: RunSpec) -> dict[str, float] | None:
+    """The fused update rule's coefficients for ``spec`` (None when the rule cannot express it)."""
+    c = _fused_coefficients(spec.optimizer, spec.clipnorm, float(spec.momentum))
+    return None if c is None else {**c, "lr": float(spec.learning_rate)}
+
+
+@functools.lru_cache(maxsize=64)
+def _fused_coefficients(optimizer: str, clipnorm: float | None, momentum: float) -> dict[str, float] | None:
+    opt = make_optimizer(RunSpec(optimizer=optimizer, clipnorm=clipnorm, momentum=momentum))
+    cfg = opt.get_config()
+    if any(cfg.get(k) for k in ("clipvalue", "global_clipnorm", "weight_decay", "use_ema",
+                                "gradient_accumulation_steps", "loss_scale_factor")):
+        return None
+    kind = type(opt).__name__
+    c = {"lr": float(cfg["learning_rate"]), "b1": 0.0, "keep": 0.0, "add": 0.0, "eps_in": 0.0, "eps_out": 0.0,
+         "bias": 0.0, "scale": 1.0, "clip": float(cfg.get("clipnorm") or 0.0), "v0": 0.0}
+    if kind == "Adam" and not cfg.get("amsgrad"):
+        c.update(b1=cfg["beta_1"], keep=cfg["beta_2"], add=1.0 - cfg["beta_2"], eps_out=cfg["epsilon"], bias=1.0)
+    elif kind == "RMSprop" and not cfg.get("centered") and not cfg.get("momentum"):
+        c.update(keep=cfg["rho"], add=1.0 - cfg["rho"], eps_in=cfg["epsilon"])
+    elif kind == "Adagrad":
+        c.update(keep=1.0, add=1.0, eps_in=cfg["epsilon"], v0=cfg["initial_accumulator_value"])
+    elif kind == "SGD" and not cfg.get("nesterov") and 0.0 <= cfg.get("momentum", 0.0) < 1.0:
+        c.update(b1=float(cfg.get("momentum") or 0.0), eps_in=1.0, scale=1.0 / (1.0 - float(cfg.get("momentum") or 0.0)))
+    else:
+        return None
+    return {k: float(v) for k, v in c.items()}
+
+
+class _FusedStepper(_Stepper):
+    """A step with the fused update rule: the optimizer is data (per-run coefficients), not code."""
+
+    fused = True
+
+    def __init__(self, base, loss_fn):
+        self.base = base
+        self.loss_fn = loss_fn
+
+    def _state(self, coef: dict[str, float]):
+        tv, _ = self.model_state()
+        m = [np.zeros(np.shape(w), np.float32) for w in tv]
+        v = [np.full(np.shape(w), coef["v0"], np.float32) for w in tv]
+        return {"m": m, "v": v, "t": np.float32(0.0), "c": {k: np.float32(coef[k]) for k in _FUSED_KEYS}}
+
+    def initial_state(self, spec: RunSpec | None = None):
+        tv, ntv = self.model_state()
+        return tv, ntv, self._state(fused_coefficients(spec or RunSpec()))
+
+    def stacked_optimizer_states(self, specs: Sequence[RunSpec]):
+        states = [self._state(fused_coefficients(s)) for s in specs]
+        import jax
+
+        return jax.tree_util.tree_map(lambda *a: np.stack(a), *states)
+
+    def with_lr(self, ov, lr):
+        c = dict(ov["c"])
+        c["lr"] = lr
+        return {**ov, "c": c}
+
+    def update(self, ov, grads, tv):
+        import jax.numpy as jnp
+
+        c, t = ov["c"], ov["t"] + 1.0
+        alpha = c["lr"] * c["scale"] * jnp.where(c["bias"] > 0, jnp.sqrt(1.0 - c["keep"] ** t) / (1.0 - c["b1"] ** t), 1.0)
+        new_w, new_m, new_v = [], [], []
+        for w, g, m, v in zip(tv, grads, ov["m"], ov["v"]):
+            g = g.astype(w.dtype)
+            norm = jnp.sqrt(jnp.sum(g * g))
+            g = jnp.where(c["clip"] > 0, g * c["clip"] / jnp.maximum(norm, c["clip"]), g)
+            m = m + (g - m) * (1.0 - c["b1"])
+            v = c["keep"] * v + c["add"] * g * g
+            new_w.append(w - alpha * m / (jnp.sqrt(v + c["eps_in"]) + c["eps_out"]))
+            new_m.append(m)
+            new_v.append(v)
+        return new_w, {"m": new_m, "v": new_v, "t": t, "c": c}
+
+
+def _fusable(base, spec: RunSpec) -> bool:
+    if fused_coefficients(spec) is None:
+        return False
+    return all(str(v.dtype) == "float32" for v in base.trainable_variables)
+
+
+def _make_stepper(base, spec: RunSpec, fused: bool) -> _Stepper:
+    if fused:
+        return _FusedStepper(base, make_loss(spec))
+    return _Stepper(base, make_optimizer(spec), make_loss(spec))
+
+
 def _stack(values: list, n: int) -> list[np.ndarray]:
     """``n`` copies of each array, stacked on a new first axis (numpy: no device program)."""
     return [np.ascontiguousarray(np.broadcast_to(np.asarray(v), (n,) + tuple(np.shape(v)))) for v in values]
 
 
-#: XLA options for the engine's programs: they run for milliseconds, so compile time dominates
-#: and the cheaper backend optimisation level halves it (measured on CPU)
-_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+#: XLA options for the engine's programs: they run for milliseconds, so compile time dominates.
+#: Measured on this CPU for the 16-run benchmark grid: compiling takes 0.32 s with XLA's defaults,
+#: 0.23 s at backend optimisation level 0, and 0.08 s when XLA's CPU fusion emitters are also
+#: turned off (the older elemental emitters generate less LLVM IR); the programs' run time is
+#: unchanged at this size. Tried in order; an XLA build that rejects an option gets the next set.
+_COMPILER_OPTIONS = (
+    {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False},
+    {"xla_backend_optimization_level": 0},
+    {},
+)
 
 
-def _group_program(base, data: _Data, specs: list[RunSpec], seed: int):
+def _group_program(base, data: _Data, specs: list[RunSpec], seed: int, fused: bool = False):
     """The vmapped training function of one group, its arguments, and how to turn outputs into results."""
     import jax
     import jax.numpy as jnp
@@ -406,8 +545,8 @@ def _group_program(base, data: _Data, specs: list[RunSpec], seed: int):
     spec0 = specs[0]
     n, R = len(data.X), len(specs)
     E, B = int(spec0.epochs), int(spec0.batch_size)
-    stepper = _Stepper(base, make_optimizer(spec0), make_loss(spec0))
-    tv0, ntv0, ov0 = stepper.initial_state()
+    stepper = _make_stepper(base, spec0, fused)
+    tv0, ntv0 = stepper.model_state()
     norms = [data.norm(s) for s in specs]
     xm = np.stack([a[0] for a in norms])
     xs = np.stack([a[1] for a in norms])
@@ -446,7 +585,7 @@ def _group_program(base, data: _Data, specs: list[RunSpec], seed: int):
         (tv, ntv, ov), (losses, mses) = jax.lax.scan(epoch, (tv, ntv, ov), (idx, mask, counts))
         return tv, ntv, losses.T, mses.T, mse0
 
-    args = (_stack(tv0, R), _stack(ntv0, R), _stack(ov0, R), lrs, xm, xs, ym, ys,
+    args = (_stack(tv0, R), _stack(ntv0, R), stepper.stacked_optimizer_states(specs), lrs, xm, xs, ym, ys,
             data.X, data.y, idx, mask, counts)
 
     def finalize(out) -> list[RunResult]:
@@ -465,7 +604,7 @@ _PROGRAM_CACHE: "OrderedDict[Any, Any]" = OrderedDict()
 _PROGRAM_CACHE_SIZE = 32
 
 
-def _program_key(kind: str, base, groups: list[list[RunSpec]], args) -> Any:
+def _program_key(kind: str, base, groups: list[list[RunSpec]], args, fused: Sequence[bool] | None = None) -> Any:
     import jax
 
     try:
@@ -473,8 +612,32 @@ def _program_key(kind: str, base, groups: list[list[RunSpec]], args) -> Any:
     except Exception:  # a model that cannot describe itself: compile every time
         return None
     leaves = jax.tree_util.tree_leaves(args)
-    return (kind, signature, tuple((_group_key(g[0]), len(g)) for g in groups),
+    fused = list(fused) if fused is not None else [False] * len(groups)
+    return (kind, signature, tuple((_group_key(g[0], f), len(g)) for g, f in zip(groups, fused)),
             tuple((tuple(np.shape(a)), str(getattr(a, "dtype", type(a)))) for a in leaves))
+
+
+@contextlib.contextmanager
+def _no_gc():
+    """Pause Python's cyclic garbage collector while tracing: tracing allocates many small objects,
+    and with TensorFlow and Keras loaded each full collection walks a large heap (measured: a third
+    of a first compilation's time). Nothing is leaked: collection resumes afterwards."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _compile(lowered):
+    for i, options in enumerate(_COMPILER_OPTIONS):
+        try:
+            return lowered.compile(compiler_options=options) if options else lowered.compile()
+        except Exception:  # an XLA build without one of the options: try the next set
+            if i == len(_COMPILER_OPTIONS) - 1:
+                raise
 
 
 def _compile_and_run(fn, args, key=None):
@@ -483,11 +646,9 @@ def _compile_and_run(fn, args, key=None):
 
     compiled = _PROGRAM_CACHE.get(key) if key is not None else None
     if compiled is None:
-        lowered = jax.jit(fn).lower(*args)
-        try:
-            compiled = lowered.compile(compiler_options=_COMPILER_OPTIONS)
-        except Exception:  # an XLA build without the option
-            compiled = lowered.compile()
+        with _no_gc():
+            lowered = jax.jit(fn).lower(*args)
+            compiled = _compile(lowered)
         if key is not None:
             _PROGRAM_CACHE[key] = compiled
             while len(_PROGRAM_CACHE) > _PROGRAM_CACHE_SIZE:
@@ -497,16 +658,17 @@ def _compile_and_run(fn, args, key=None):
     return compiled(*args)
 
 
-def _run_vectorized_groups(base, data: _Data, groups: list[list[RunSpec]], seed: int) -> list[list[RunResult]]:
+def _run_vectorized_groups(base, data: _Data, groups: list[list[RunSpec]], seed: int,
+                           fused: Sequence[bool]) -> list[list[RunResult]]:
     """Train all groups in ONE compiled program (one XLA compilation instead of one per group)."""
-    programs = [_group_program(base, data, specs, seed) for specs in groups]
+    programs = [_group_program(base, data, specs, seed, f) for specs, f in zip(groups, fused)]
     fns = [p[0] for p in programs]
 
     def all_groups(all_args):
         return [f(*a) for f, a in zip(fns, all_args)]
 
     all_args = ([p[1] for p in programs],)
-    outs = _compile_and_run(all_groups, all_args, key=_program_key("train", base, groups, all_args))
+    outs = _compile_and_run(all_groups, all_args, key=_program_key("train", base, groups, all_args, fused))
     return [p[2](o) for p, o in zip(programs, outs)]
 
 
@@ -539,8 +701,9 @@ def train_runs(model, X, y, specs: list[RunSpec], *, seed: int = 0, engine: str 
 
     groups: dict[Any, list[int]] = {}
     for i, s in enumerate(specs):
-        groups.setdefault(_group_key(s), []).append(i)
+        groups.setdefault(_group_key(s, reason is None and _fusable(base, s)), []).append(i)
     members = list(groups.values())
+    fused = {id(m): key[0] == "fused" for key, m in groups.items()}
 
     def store(idx_list, group_results):
         nonlocal done
@@ -554,7 +717,8 @@ def train_runs(model, X, y, specs: list[RunSpec], *, seed: int = 0, engine: str 
     notes = {id(m): reason or "" for m in members}
     if reason is None:
         try:
-            outs = _run_vectorized_groups(base, data, [[specs[i] for i in m] for m in members], seed)
+            outs = _run_vectorized_groups(base, data, [[specs[i] for i in m] for m in members], seed,
+                                          [fused[id(m)] for m in members])
             for m, out in zip(members, outs):
                 store(m, out)
             pending = []
@@ -564,7 +728,7 @@ def train_runs(model, X, y, specs: list[RunSpec], *, seed: int = 0, engine: str 
             pending = []
             for m in members:
                 try:
-                    store(m, _run_vectorized_groups(base, data, [[specs[i] for i in m]], seed)[0])
+                    store(m, _run_vectorized_groups(base, data, [[specs[i] for i in m]], seed, [fused[id(m)]])[0])
                 except InputError:
                     raise
                 except Exception as exc:

@@ -431,8 +431,6 @@ class _Sampler:
         """(loss, grads or None, outputs) on the sample batch."""
         x, y = self.X, self.y
         if self.backend == "jax":
-            import jax
-
             if self._jax_fn is None:
                 self._jax_fn = self._cached_jax_fn(y is not None)
             if y is None:
