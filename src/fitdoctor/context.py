@@ -43,6 +43,11 @@ class Context:
     # -- rows -------------------------------------------------------------------------------
     @cached_property
     def finite_rows(self) -> np.ndarray:
+        # one reduction answers the common case: a NaN or inf anywhere makes the total non-finite
+        with np.errstate(over="ignore", invalid="ignore"):
+            total_finite = np.isfinite(self.X.sum()) and np.isfinite(self.y.sum())
+        if total_finite:
+            return np.ones(len(self.y), dtype=bool)
         return np.isfinite(self.X).all(axis=1) & np.isfinite(self.y)
 
     @cached_property

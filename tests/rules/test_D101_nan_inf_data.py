@@ -23,3 +23,11 @@ def test_counts_infinite_targets_separately():
 
 def test_quiet_on_complete_data():
     assert RULE.detect(healthy("nan-inf-data").context()) == []
+
+
+def test_huge_finite_values_whose_sum_overflows_are_not_reported():
+    s = healthy("nan-inf-data")
+    X = s.X.copy(); X[[2, 5], 0] = 1.5e308  # finite, but their sum is inf
+    ctx = s.with_(X=X).context()
+    assert ctx.finite_rows.all()
+    assert RULE.detect(ctx) == []
