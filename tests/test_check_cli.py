@@ -160,3 +160,25 @@ def test_explain_every_code_and_name(capsys):
 def test_help_teaches():
     code, out, err = run_cli("check", "--help")
     assert code == 0 and "examples:" in out and "exit codes" in out
+
+
+@pytest.mark.skipif(__import__("importlib.util").util.find_spec("tensorflow") is None,
+                    reason="TensorFlow is not installed: nothing to keep unloaded")
+def test_jax_commands_do_not_load_tensorflow_and_a_saved_model_still_loads(tmp_path):
+    """With TensorFlow installed (the test extras), a JAX-backend command neither imports it nor
+    prints its start-up log lines; --model files and the repaired model.keras still work."""
+    script = (
+        "import sys\nfrom fitdoctor.cli import main\n"
+        f"codes = [main(['check', {INCOME_CSV!r}, '--target', 'income', '--epochs', '20', '--format', 'json', "
+        f"'--output', {str(tmp_path / 'c.json')!r}]),\n"
+        f"         main(['fix', {INCOME_CSV!r}, '--target', 'income', '--epochs', '50', '--output', {str(tmp_path / 'fixed')!r}]),\n"
+        f"         main(['check', {INCOME_CSV!r}, '--target', 'income', '--epochs', '20', '--no-probe', "
+        f"'--model', {str(tmp_path / 'fixed' / 'model.keras')!r}])]\n"
+        "print(codes, 'tensorflow' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "KERAS_BACKEND": "jax"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    codes, tf_loaded = proc.stdout.strip().splitlines()[-1].rsplit(" ", 1)
+    assert json.loads(codes)[1] in (0, 1) and json.loads(codes)[2] in (0, 1)   # ran, not an input error (2)
+    assert tf_loaded == "False"
+    assert "oneDNN" not in proc.stderr and "absl::InitializeLog" not in proc.stderr

@@ -73,6 +73,31 @@ def test_learning_rate_10_diverges():
     assert f.evidence["ratio"] >= 10
 
 
+def test_sgd_on_small_batches_at_a_high_rate_oscillates():
+    X, y = _data(n=64)
+    mon, hist, _ = _fit([keras.layers.Dense(1)], X, y, opt=keras.optimizers.SGD(0.5), epochs=60, batch_size=4)
+    f = _only(mon, "lr-too-high")
+    loss = np.asarray(hist.history["loss"])
+    assert np.isfinite(loss).all() and loss[-1] < loss[0]            # it bounces, it does not diverge
+    assert f.evidence["sign_change_fraction"] >= 0.5 and f.evidence["relative_amplitude"] >= 0.1
+    assert f.evidence["gap"] > 2                                      # and it stays well above the optimum
+    first_jump = int(np.flatnonzero(loss[1:] >= 1.1 * loss[:-1])[0]) + 1
+    assert f.epoch == first_jump
+
+
+def test_adam_at_a_tiny_rate_crawls_and_a_10x_rate_cannot_beat_the_bound():
+    X, y = _data(n=64)
+    mon, hist, _ = _fit([keras.layers.Dense(1)], X, y, opt=keras.optimizers.Adam(1e-3), epochs=100)
+    f = _only(mon, "lr-too-low")
+    assert f.evidence["gap"] > 100 and f.evidence["epochs_needed_total"] > 100
+    assert f.epoch == 100 - 20                                        # the tail window: the last 20% of the run
+    assert "adam-large-target" not in [g.name for g in mon.findings_]  # zero-mean targets: not the offset crawl
+    # "a 10x larger learning rate would need at least ~N epochs": Adam moves a weight <= ~lr per step
+    mon10, hist10, _ = _fit([keras.layers.Dense(1)], X, y, opt=keras.optimizers.Adam(1e-2),
+                            epochs=int(f.evidence["epochs_needed_total"] / 10))
+    assert hist10.history["loss"][-1] > 1.05 * f.evidence["floor"]
+
+
 def test_softmax_on_one_unit_predicts_constant():
     X, y = _data(n=64)
     mon, _, _ = _fit([keras.layers.Dense(1, activation="softmax")], X, y, opt=keras.optimizers.Adam(0.01), epochs=3)

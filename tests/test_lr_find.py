@@ -47,6 +47,22 @@ def test_sweep_stops_on_divergence_and_leaves_the_model_alone():
         np.testing.assert_array_equal(a, b)
 
 
+def test_adam_on_raw_dollars_is_flagged_as_not_a_learning_rate_problem():
+    """Seed 003 with Adam: the sweep never blows up and barely moves the loss (the bias needs
+    ~40,000 / lr steps), so the readings are cut off at end_lr and the tool says so."""
+    ex = load_example("income")
+    ok = np.isfinite(ex.X).all(axis=1)
+    X, y = ex.X[ok], ex.y[ok]
+    raw = find_lr(ex.build_model(0), X, y, optimizer="adam")
+    assert raw.diverged_at_ is None and raw.relative_drop_ < 0.1
+    assert len(raw.notes_) == 2 and "still falling" in raw.notes_[0] and "not what holds" in raw.notes_[1]
+    # the same model on standardised data: a real minimum, a real drop, no caveat
+    Xs, ys = (X - X.mean(0)) / X.std(0), (y - y.mean()) / y.std()
+    std = find_lr(ex.build_model(0), Xs, ys, optimizer="adam")
+    assert std.diverged_at_ is not None and std.relative_drop_ > 0.5 and std.notes_ == []
+    assert "notes" in json.loads(raw.to_json()) and "not what holds" in raw.to_html()
+
+
 def test_smoothing_and_stop_rule():
     s = smooth(np.array([4.0, 2.0, 2.0, np.nan, 1.0]), beta=0.5)
     assert s[0] == 4.0 and np.isnan(s[3:]).all()

@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command in TRAINING_COMMANDS:
         from ..experiments.cache import enable_compilation_cache
+        from .common import skip_tensorflow
 
+        skip_tensorflow()
         enable_compilation_cache()
     try:
         return int(args.run(args))

@@ -40,6 +40,37 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def skip_tensorflow() -> None:
+    """Keep TensorFlow unloaded on the JAX and PyTorch backends.
+
+    Keras imports TensorFlow whenever it is installed, to seed it and to serialise layer configs,
+    even on a backend that never runs it: that costs ~2 s per command (40% of a ``check``) and
+    prints TensorFlow's start-up log lines on stderr. The command line owns its process, so it
+    tells Keras that TensorFlow is absent; loading a model that needs it undoes this.
+    """
+    if os.environ.get("KERAS_BACKEND", "jax") == "tensorflow" or "tensorflow" in sys.modules:
+        return
+    try:
+        from keras.src.utils import module_utils
+
+        if module_utils.tensorflow._available is None:
+            module_utils.tensorflow._available = False
+    except (ImportError, AttributeError):  # another Keras layout: nothing to skip
+        pass
+
+
+def _unskip_tensorflow() -> bool:
+    """Undo :func:`skip_tensorflow`; True when it had taken effect."""
+    try:
+        from keras.src.utils import module_utils
+    except ImportError:
+        return False
+    if module_utils.tensorflow._available is False and module_utils.tensorflow.module is None:
+        module_utils.tensorflow._available = None
+        return True
+    return False
+
+
 def load_model_file(path: str):
     """Load a ``.keras`` file, or raise a one-line InputError."""
     if not os.path.exists(path):
@@ -51,7 +82,12 @@ def load_model_file(path: str):
     import keras
 
     try:
-        return keras.saving.load_model(path, compile=True)
+        try:
+            return keras.saving.load_model(path, compile=True)
+        except Exception:
+            if not _unskip_tensorflow():
+                raise
+            return keras.saving.load_model(path, compile=True)  # a layer that needs TensorFlow
     except Exception as exc:
         msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise InputError(f"cannot load {path} as a Keras model ({msg}): save it with model.save('model.keras') in Keras 3") from None

@@ -57,6 +57,7 @@ def text_summary(f) -> str:
         lines.append(f"the loss diverged at lr {fmt(f.diverged_at_)}")
     else:
         lines.append(f"the loss did not diverge up to lr {fmt(f.lrs_[-1])}")
+    lines += [f"note: {n}" for n in f.notes_]
     return "\n".join(lines) + "\n"
 
 

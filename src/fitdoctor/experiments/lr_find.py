@@ -23,6 +23,8 @@ SMOOTHING = 0.9
 DIVERGENCE_FACTOR = 4.0
 #: two suggestions "agree" when they are within this factor of each other (half a decade)
 STABILITY_FACTOR = 10 ** 0.5
+#: a sweep that removes less than this fraction of the starting loss says little about the rate
+SMALL_DROP = 0.1
 
 
 def smooth(losses: np.ndarray, beta: float = SMOOTHING) -> np.ndarray:
@@ -161,7 +163,20 @@ class LRFinder:
         self.range_ = (float(min(readings)), float(max(readings)))
         ratio = max(self.suggestions_) / min(self.suggestions_)
         self.stable_ = bool(ratio <= STABILITY_FACTOR)
+        first, lowest = float(sm0[0]), float(np.nanmin(self.losses_))
+        self.relative_drop_ = (first - lowest) / first if first > 0 else 0.0
+        self.notes_ = self._notes(int(np.nanargmin(self.losses_)) == stop0 - 1)
         return self
+
+    def _notes(self, lowest_at_the_end: bool) -> list[str]:
+        notes = []
+        if self.diverged_at_ is None and lowest_at_the_end:
+            notes.append(f"the loss was still falling at the largest learning rate tried ({self.lrs_[-1]:g}): "
+                         "the curve has no minimum, so the readings are cut off; raise end_lr to see where it blows up")
+        if self.relative_drop_ < SMALL_DROP:
+            notes.append(f"over the whole sweep the loss fell by only {self.relative_drop_:.1%}: the learning rate "
+                         "is not what holds this training back (unscaled targets or inputs? fitdoctor check measures it)")
+        return notes
 
     def plot(self, ax=None):
         """Smoothed loss against learning rate (log x), the suggestion and the range; returns ax."""
@@ -191,6 +206,7 @@ class LRFinder:
             "suggestion": self.suggestion_, "range": list(self.range_), "stable": self.stable_,
             "suggestions": self.suggestions_, "candidates": self.candidates_, "diverged_at": self.diverged_at_,
             "optimizer": self.config_.optimizer, "loss": self.config_.loss, "batch_size": self.config_.batch_size,
+            "relative_drop": self.relative_drop_, "notes": self.notes_,
             "engine": self.engine_, "lrs": self.lrs_, "losses": self.losses_,
         })
 

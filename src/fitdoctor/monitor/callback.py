@@ -467,6 +467,12 @@ class _Sampler:
     def measure(self, epoch, step, prev):
         tv, ntv = self._values()
         loss, grads, outs = self._compute(tv, ntv)
+        # a diverging run has huge finite weights and predictions: their squares overflow to inf,
+        # which the rules read as such; numpy's overflow warnings would only clutter the user's log
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._summarise(epoch, step, prev, loss, grads, outs, tv)
+
+    def _summarise(self, epoch, step, prev, loss, grads, outs, tv):
         weights = {}
         for name, w in zip(self.names, tv):
             weights.setdefault(name, []).append(np.asarray(w, dtype=np.float64).ravel())
@@ -488,7 +494,7 @@ class _Sampler:
         for layer, out in zip(self.relu_layers, outs[:-1]):
             out = out.reshape(len(out), -1)
             s.dead_relu[layer.name] = float((out <= 0).all(axis=0).mean())
-        pred = outs[-1].reshape(len(outs[-1]), -1)
+        pred = np.asarray(outs[-1], dtype=np.float64).reshape(len(outs[-1]), -1)
         if np.isfinite(pred).all():
             s.pred_std = float(pred.std(axis=0).mean())
             s.pred_mean = float(pred.mean())

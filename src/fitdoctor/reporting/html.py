@@ -500,7 +500,9 @@ def lr_finder_fragment(finder, *, level: int = 2, prefix: str = "", current_lr: 
     div = getattr(finder, "diverged_at_", None)
     if div is not None:
         details.append(f"The loss blew up from learning rate {_num(div)}.")
-    parts = [_verdict_box("good" if sugg is not None else "partial",
+    notes = list(getattr(finder, "notes_", None) or [])
+    details += [escape(n[0].upper() + n[1:]) + "." for n in notes]
+    parts = [_verdict_box("good" if sugg is not None and not notes else "partial",
                           f"Suggested learning rate: {fmt(sugg)}" if sugg is not None else "No learning rate suggested",
                           details)]
     if getattr(finder, "lrs_", None) is not None:

@@ -83,7 +83,7 @@ class LrTooLow(Rule):
         return [self.finding(
             f"the loss crawls far from the optimum ({'%.3g' % gap + 'x it' if gap is not None else 'still ' + format(dec.excess_fraction, '.0%') + ' removable'}): "
             f"at this pace it needs ~{total:,.0f} epochs in all ({trace.planned:,} planned); "
-            f"a 10x larger learning rate would need ~{total / 10:,.0f}",
+            f"a 10x larger learning rate would need at least ~{total / 10:,.0f}",
             {"epochs_needed_total": total, "epochs_needed_more": dec.epochs_needed, "epochs_planned": trace.planned,
              "gap": gap, "floor": dec.floor, "floor_source": dec.floor_source, "shape": dec.shape, "fit_r2": dec.r2,
              "relative_drop_over_tail": dec.relative_drop, "learning_rate": lr},
