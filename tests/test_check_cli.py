@@ -109,6 +109,7 @@ BAD_INPUTS = {
     "all-NaN column": ("a,b,income\n1,,3\n2,,4\n3,,5\n", "empty in every row"),
     "non-numeric target": ("a,income\n1,cat\n2,dog\n", "not numeric"),
     "float64 overflow": ("a,income\n1,1e400\n2,3\n3,4\n", "too large for float64"),
+    "no feature column": ("income\n1\n2\n3\n", "no feature column besides the target"),
 }
 
 

@@ -147,6 +147,8 @@ def prepare_arrays(frame, target: str, *, path: str | None = None) -> Dataset:
     if np.isnan(y).all():
         raise InputError(f"target column {target!r} is empty in every row: choose another --target")
     feature_cols = [c for c in frame.columns if c != target]
+    if not feature_cols:
+        raise InputError(f"{where} has no feature column besides the target {target!r}: add the columns to predict it from")
     if all(pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]) for c in feature_cols):
         # the common case: one conversion, no per-column copies
         X = frame[feature_cols].to_numpy(dtype=np.float64, na_value=np.nan)
