@@ -18,6 +18,7 @@ SCRIPT = textwrap.dedent("""
     rng = np.random.default_rng(0)
     X = rng.random((100, 5)).astype("float32")
     y = (2 * X.sum(axis=1) + rng.standard_normal(100)).astype("float32")
+    tf.keras.utils.set_random_seed(0)
     model = tf.keras.models.Sequential([tf.keras.Input((5,)), tf.keras.layers.Dense(1)])
     model.compile(optimizer=tf.keras.optimizers.SGD(learning_rate=10.0), loss="mse")
     mon = fitdoctor.Monitor(X_sample=X, y_sample=y)

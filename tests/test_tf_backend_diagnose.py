@@ -20,6 +20,10 @@ SCRIPT = textwrap.dedent(f"""
 
     df = pd.read_csv({INCOME_CSV!r})
     X, y = df[["age", "experience"]].to_numpy(float), df["income"].to_numpy(float)
+    # seeded: the probe starts from the model's own weights, and whether scaling the targets alone
+    # helps within 200 steps on raw inputs depends on them (a large initial age weight takes most
+    # of the steps to undo; measured, 1 of 6 seeds is not confirmed on either backend)
+    tf.keras.utils.set_random_seed(0)
     model = tf.keras.models.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(1)])
     model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=0.01), loss="mse")
     before = [w.copy() for w in model.get_weights()]
@@ -27,6 +31,7 @@ SCRIPT = textwrap.dedent(f"""
     same = all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
     print(json.dumps({{"backend": tf.keras.backend.backend(), "names": report.names, "same": same,
                       "confirmed": report.get("adam-large-target")[0].confirmed,
+                      "improvement": report.get("adam-large-target")[0].evidence["probe"]["improvement"],
                       "engine": report.probe["engine"]}}))
 """)
 
@@ -38,5 +43,6 @@ def test_diagnose_runs_on_the_tensorflow_backend():
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["backend"] == "tensorflow"
     assert {"nan-inf-data", "target-scale", "adam-large-target"} <= set(out["names"])
-    assert out["confirmed"] is True and out["same"] is True
+    assert out["same"] is True
+    assert out["confirmed"] is True and out["improvement"] >= 2   # confirmed means: the fix alone halves the loss
     assert out["engine"] == "sequential"   # the vectorised engine is JAX-only; it says so
