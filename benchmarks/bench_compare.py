@@ -1,7 +1,9 @@
 """Benchmark: the vectorised engine against sequential ``model.fit`` on one 16-run grid.
 
 4 optimizers x 4 learning rates, 200 epochs, batch size 32, the income example (complete rows),
-the seeds' linear model. Same process, same backend. Prints both times and the speed-up, and
+the seeds' linear model; then the same 16 configurations of a 2->32->32->1 MLP on 10,000 rows for
+50 epochs against bare ``model.fit`` calls, with the achieved FLOP rate of the matrix products
+next to a plain 1024x1024 matmul's on the same machine (``--mlp-only``, ``--no-mlp``). Same process, same backend. Prints both times and the speed-up, and
 checks that both engines reach the same final losses.
 
     KERAS_BACKEND=jax PYTHONPATH=src python benchmarks/bench_compare.py [--repeats 2]
@@ -76,11 +78,93 @@ OPTIMIZERS = ["adam", "sgd", "rmsprop", "adagrad"]
 LEARNING_RATES = [1e-1, 1e-2, 1e-3, 1e-4]
 
 
+MLP_ROWS, MLP_EPOCHS, MLP_BATCH = 10_000, 50, 32
+
+
+def _mlp_flops(n_runs: int, dims: list[int], n: int, epochs: int, batch: int) -> float:
+    """FLOPs of the sweep's matrix products: 2*in*out per row and layer forward, twice that
+    backward, for every padded training row, plus one forward pass over all rows per epoch
+    (the MSE curve). Element-wise work (activations, the optimizer update) is not counted."""
+    mm = sum(2 * a * b for a, b in zip(dims[:-1], dims[1:]))
+    steps = -(-n // batch)
+    return float(n_runs * epochs * (3 * mm * steps * batch + mm * n))
+
+
+def _matmul_rate(size: int = 1024, repeats: int = 10) -> float:
+    """FLOP/s of a plain float32 (size x size) @ (size x size) product with JAX on this machine."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jnp.asarray(np.random.default_rng(0).normal(size=(size, size)), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    best = min(_timed(lambda: f(a).block_until_ready()) for _ in range(repeats))
+    return 2.0 * size**3 / best
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def mlp_sweep(fits: int) -> None:
+    """16 configurations of a 2->32->32->1 MLP, 10,000 rows, 50 epochs: engine vs bare model.fit calls."""
+    import keras
+
+    from fitdoctor.experiments import RunSpec, train_runs
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(MLP_ROWS, 2))
+    y = np.sin(2 * X[:, 0]) + X[:, 1] ** 2 + 0.1 * rng.normal(size=MLP_ROWS)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(32, activation="relu"),
+                              keras.layers.Dense(32, activation="relu"), keras.layers.Dense(1)])
+    specs = [RunSpec(optimizer=o, learning_rate=lr, epochs=MLP_EPOCHS, batch_size=MLP_BATCH)
+             for o in OPTIMIZERS for lr in LEARNING_RATES]
+    t0 = _clock()
+    vec = train_runs(model, X, y, specs, engine="vectorized")
+    t_first = _clock() - t0
+    t0 = _clock()
+    train_runs(model, X, y, specs, engine="vectorized")
+    t_cached = _clock() - t0
+
+    fits = max(1, min(fits, len(specs)))
+    t0 = _clock()
+    for s in specs[:fits]:
+        m = keras.models.clone_model(model)
+        m.set_weights(model.get_weights())
+        m.compile(optimizer=keras.optimizers.get({"class_name": s.optimizer, "config": {"learning_rate": s.learning_rate}}),
+                  loss="mse")
+        m.fit(X, y, epochs=s.epochs, batch_size=s.batch_size, shuffle=True, verbose=0)
+    t_fit = (_clock() - t0) * (len(specs) / fits)
+
+    flops = _mlp_flops(len(specs), [2, 32, 32, 1], MLP_ROWS, MLP_EPOCHS, MLP_BATCH)
+    peak = _matmul_rate()
+    print(f"\nMLP sweep: {len(specs)} runs of 2->32->32->1 (relu), {MLP_ROWS:,} rows, {MLP_EPOCHS} epochs, batch {MLP_BATCH}"
+          f" ({vec[0].engine})")
+    print(f"vectorised engine : first call {_s(t_first)}, cached {_s(t_cached)}")
+    scaled = f" ({fits} timed, scaled to {len(specs)})" if fits < len(specs) else ""
+    print(f"bare model.fit    : {_s(t_fit)}{scaled}")
+    print(f"speed-up first call: {_ratio(t_fit, t_first)} vs bare model.fit (target >= 15x)")
+    print(f"speed-up cached    : {_ratio(t_fit, t_cached)} vs bare model.fit")
+    print(f"arithmetic: {flops / 1e9:.1f} GFLOP of matrix products; achieved {flops / t_cached[0] / 1e9:.1f} GFLOP/s cached, "
+          f"{flops / t_first[0] / 1e9:.1f} GFLOP/s first call, bare model.fit {flops / t_fit[0] / 1e9:.1f} GFLOP/s; "
+          f"a plain 1024x1024 float32 matmul on this machine: {peak / 1e9:.1f} GFLOP/s")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=2, help="warm repeats of the vectorised engine (default 2)")
     ap.add_argument("--epochs", type=int, default=200)
+    ap.add_argument("--mlp-only", action="store_true", help="only the MLP sweep")
+    ap.add_argument("--no-mlp", action="store_true", help="skip the MLP sweep")
+    ap.add_argument("--mlp-fits", type=int, default=16,
+                    help="bare model.fit calls timed for the MLP baseline, scaled to 16 (default 16: all)")
     args = ap.parse_args(argv)
+    if args.mlp_only:
+        mlp_sweep(args.mlp_fits)
+        return 0
 
     import keras
 
@@ -143,6 +227,8 @@ def main(argv=None) -> int:
         print(f"speed-up {name:<28}: {_ratio(t_seq, t)} vs sequential engine, {_ratio(t_fit, t)} vs bare model.fit")
     print(f"final-loss agreement: max relative difference {max(rel) if rel else float('nan'):.2e} over {len(rel)} finite runs; "
           f"same runs non-finite: {agree_nan}")
+    if not args.no_mlp:
+        mlp_sweep(args.mlp_fits)
     return 0
 
 

@@ -5,6 +5,11 @@ Renders ``fitdoctor.repair`` on /work/shared/data/income.csv (one Dense unit, Ad
 every finding name and at least three figures (images decoded by the browser) are present, and
 at 390 CSS px wide the page does not scroll sideways. Screenshots go to ``artifacts/browser/``
 (paths printed in the log). Skipped only when Chromium is absent and ``CI`` is not set.
+
+Legibility (below): a 16-run ``compare`` on the bundled income example and the fix report, at 390 px
+and 1280 px: the smallest text of every figure as shown on screen is at least 10 CSS px, no legend
+covers an axes, nothing is wider than the screen; screenshots ``compare16-{390,1280}.png`` and
+``income-fix-legible-{390,1280}.png``.
 """
 from __future__ import annotations
 
@@ -198,3 +203,162 @@ def test_probe_catches_wide_pages_and_errors(chromium, tmp_path):
     assert any("boom" in line for line in probe["console"])
     assert any("notDefined" in e for e in probe["errors"]) and any("x.png" in e for e in probe["errors"])
     assert probe["figuresDecoded"] == 0 < probe["figures"]
+
+
+# -- legibility: a 16-run compare and the fix report, on a phone (390 px) and a laptop (1280 px) ---------------
+# For every figure the page says how small its smallest text is in image pixels (data-min-font-px,
+# measured by matplotlib on the drawn figure) and whether a legend covers an axes (data-legend-overlap);
+# the browser says how much the image is scaled (clientWidth / naturalWidth). Their product is the
+# text's height on screen. The page's own text is measured by the browser (computed font-size).
+_LEGIBILITY = """<!DOCTYPE html><html><head><meta charset="utf-8"><style>html,body{margin:0;padding:0}
+iframe{border:0;display:block}</style></head><body>
+<iframe id="report" width="%(w)d" height="%(h)d" srcdoc="%(srcdoc)s"></iframe>
+<script>
+window.addEventListener('load', function () {
+  var f = document.getElementById('report'), d = f.contentDocument, w = f.contentWindow;
+  var figs = Array.prototype.map.call(d.querySelectorAll('figure.plot img'), function (i) {
+    var r = i.getBoundingClientRect();
+    return {id: i.parentNode.id, natural: i.naturalWidth, shown: r.width, right: r.right,
+            fontPx: parseFloat(i.getAttribute('data-min-font-px')) * r.width / i.naturalWidth,
+            legendOverlap: i.getAttribute('data-legend-overlap')};
+  });
+  var minText = 1e9, where = '';
+  Array.prototype.forEach.call(d.body.querySelectorAll('*'), function (el) {
+    var own = Array.prototype.some.call(el.childNodes, function (n) { return n.nodeType === 3 && n.textContent.trim(); });
+    if (!own || el.closest('style')) return;
+    var px = parseFloat(w.getComputedStyle(el).fontSize);
+    if (px < minText) { minText = px; where = el.tagName + '.' + el.className; }
+  });
+  var cut = Array.prototype.filter.call(d.querySelectorAll('.scroll'), function (el) {
+    return el.scrollWidth > el.clientWidth + 1; }).length;
+  var out = {innerWidth: w.innerWidth, scrollWidth: d.documentElement.scrollWidth, tablesScrolling: cut,
+             clientWidth: d.documentElement.clientWidth, scrollHeight: d.documentElement.scrollHeight,
+             figures: figs, minTextPx: minText, minTextAt: where};
+  var p = document.createElement('pre'); p.id = 'probe-result'; p.textContent = JSON.stringify(out);
+  document.body.appendChild(p);
+});
+</script></body></html>"""
+
+LAPTOP = (1280, 900)
+#: smallest text a reader should get, CSS px
+MIN_TEXT_PX = 10.0
+
+
+def _legibility(exe: str, page_html: str, tmp: Path, width: int, height: int, name: str) -> dict:
+    page = tmp / f"legibility-{name}-{width}.html"
+    page.write_text(_LEGIBILITY % {"w": width, "h": height, "srcdoc": html.escape(page_html, quote=True)},
+                    encoding="utf-8")
+    res = _run_chromium(exe, page.as_uri(), "--dump-dom", window=(max(width, 500), height))
+    m = re.search(r'<pre id="probe-result">(.*?)</pre>', res.stdout, re.S)
+    assert m, f"the legibility probe did not run (Chromium rc={res.returncode}):\n{res.stderr[-2000:]}"
+    return json.loads(html.unescape(m.group(1)))
+
+
+def _screenshot(exe: str, page_html: str, tmp: Path, width: int, height: int, out: Path) -> Path:
+    page = tmp / f"shot-{out.stem}.html"
+    page.write_text(_probe_page(page_html, width, height), encoding="utf-8")
+    _run_chromium(exe, page.as_uri(), f"--screenshot={out}", window=(width, height))
+    assert out.exists() and out.stat().st_size > 20_000, f"no screenshot {out}"
+    print(f"screenshot: {out} {_png_size(out)}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def compare16():
+    """16 runs on the bundled income example: 2 optimizers x 4 learning rates x targets scaled or not."""
+    import numpy as np
+
+    import fitdoctor
+
+    ex = fitdoctor.load_example("income")
+    ok = np.isfinite(ex.X).all(axis=1)
+    return fitdoctor.compare(ex.compiled_model(seed=0), ex.X[ok], ex.y[ok], epochs=80,
+                             grid={"optimizer": ["adam", "sgd"], "learning_rate": [1e-1, 1e-2, 1e-3, 1e-4],
+                                   "scale_y": [False, True]})
+
+
+def _check_legible(probe: dict, width: int, min_figures: int) -> None:
+    print(f"{width} px: {json.dumps(probe)}")
+    assert probe["innerWidth"] == width
+    assert probe["scrollWidth"] <= probe["clientWidth"], f"the page scrolls sideways at {width} px"
+    figs = probe["figures"]
+    assert len(figs) >= min_figures
+    for f in figs:
+        assert f["right"] <= width, f"{f['id']} is wider than the {width} px screen"
+        assert f["fontPx"] >= MIN_TEXT_PX, f"{f['id']}: smallest text {f['fontPx']:.1f} px at {width} px"
+        assert f["legendOverlap"] == "0", f"{f['id']}: the legend covers the data"
+    assert probe["minTextPx"] >= MIN_TEXT_PX, (probe["minTextPx"], probe["minTextAt"])
+    assert probe["tablesScrolling"] == 0, f"{probe['tablesScrolling']} table(s) hide columns behind a sideways scroll"
+
+
+def test_sixteen_run_compare_is_legible(chromium, compare16, tmp_path):
+    from fitdoctor.reporting.plots import TrainingCurvesDisplay
+
+    assert len(compare16.runs_) == 16
+    page = compare16.to_html()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "compare16.html").write_text(page, encoding="utf-8")
+    # every run its own (colour, line style); the y-range set by the runs that did not diverge
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    disp = TrainingCurvesDisplay.from_comparison(compare16)
+    assert len(set(disp.styles_.values())) == 16
+    drawn = [line.get_label() for line in disp.ax_.get_lines()]
+    assert sum(not lab.startswith("_") for lab in drawn) >= 16
+    diverged = [r.spec.label() for r in compare16.runs_ if r.diverged]
+    assert set(diverged) <= set(disp.diverged_)
+    assert any("least squares" in lab for lab in drawn), "no optimum line"
+    top = disp.ylim_[1]
+    for r in compare16.runs_:
+        if r.spec.label() not in disp.diverged_:
+            assert max(v for v in r.mse if v == v) <= top
+    import matplotlib.pyplot as plt
+
+    plt.close(disp.figure_)
+    for width, height in (PHONE, LAPTOP):
+        probe = _legibility(chromium, page, tmp_path, width, height, "compare16")
+        _check_legible(probe, width, 1)
+        full = int(min(probe["scrollHeight"], 16000))
+        _screenshot(chromium, page, tmp_path, width, full, ARTIFACTS / f"compare16-{width}.png")
+
+
+def test_fix_report_is_legible(chromium, report_file, tmp_path):
+    page = report_file.read_text(encoding="utf-8")
+    for width, height in (PHONE, LAPTOP):
+        probe = _legibility(chromium, page, tmp_path, width, height, "fix")
+        _check_legible(probe, width, 4)
+        full = int(min(probe["scrollHeight"], 16000))
+        _screenshot(chromium, page, tmp_path, width, full, ARTIFACTS / f"income-fix-legible-{width}.png")
+
+
+def test_legibility_probe_catches_small_text_and_covering_legends(chromium, tmp_path):
+    """The legibility checks can fail: a wide figure with small text and a legend inside the axes is caught."""
+    import base64 as b64
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from fitdoctor.reporting.html import figure_legibility
+
+    fig = Figure(figsize=(10, 4), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for i in range(6):
+        ax.plot(range(10), [i] * 10, label=f"run {i}")
+    ax.legend(loc="center", fontsize=8)
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    leg = figure_legibility(fig)
+    assert leg["legend_overlap"] == 1
+    data = b64.b64encode(buf.getvalue()).decode()
+    bad = (f'<!DOCTYPE html><html><head><meta charset="utf-8"></head><body><figure class="plot" id="bad">'
+           f'<img src="data:image/png;base64,{data}" style="max-width:100%" data-min-font-px="{leg["min_font_px"]:.1f}" '
+           f'data-legend-overlap="{leg["legend_overlap"]}"></figure><p style="font-size:8px">tiny</p></body></html>')
+    probe = _legibility(chromium, bad, tmp_path, *PHONE, name="bad")
+    with pytest.raises(AssertionError):
+        _check_legible(probe, PHONE[0], 1)
+    f = probe["figures"][0]
+    assert f["fontPx"] < MIN_TEXT_PX and f["legendOverlap"] == "1" and probe["minTextPx"] == 8

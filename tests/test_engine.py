@@ -135,12 +135,14 @@ def test_bad_specs_are_input_errors():
 
 @pytest.mark.slow
 def test_tensorflow_backend_uses_sequential_fits():
+    # in process (executor="inprocess") TensorFlow trains with sequential fits; by default a JAX
+    # worker process trains them on the vectorised engine (tests/test_worker_tf.py)
     code = (
         "import numpy as np, keras\n"
         "from fitdoctor.experiments import RunSpec, train_runs\n"
         "rng = np.random.default_rng(0); X = rng.normal(size=(16, 2)); y = X @ [1.0, 2.0]\n"
         "m = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])\n"
-        "r = train_runs(m, X, y, [RunSpec('sgd', 0.1, epochs=30, batch_size=16)])[0]\n"
+        "r = train_runs(m, X, y, [RunSpec('sgd', 0.1, epochs=30, batch_size=16)], executor='inprocess')[0]\n"
         "print(r.engine, r.final_mse < 0.05 * r.initial_mse, 'JAX' in r.note)\n"
     )
     env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3",

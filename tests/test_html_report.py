@@ -141,7 +141,7 @@ def test_comparison_report_ranks_runs_against_the_optimum():
     assert_self_contained(page)
     assert "fig-curves" in figures(page)
     results = page[page.index("Results, best first"):page.index("Reference losses")]
-    labels = re.findall(r"<tr(?: class=\"best\")?><td>([^<]+)</td>", results)
+    labels = re.findall(r"<tr(?: class=\"best\")?><td(?: data-label=\"[^\"]*\")?>([^<]+)</td>", results)
     df = cmp.results_.sort_values("final_loss")
     assert labels == list(df["label"])  # best first
     best = df.iloc[0]

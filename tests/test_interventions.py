@@ -8,7 +8,8 @@ from fitdoctor.fix.interventions import (INTERVENTIONS, Recipe, chain, get_inter
 
 NAMES = ["scale_inputs", "scale_targets", "drop_nonfinite_rows", "reshape_targets", "replace_output_activation",
          "replace_loss", "huber_loss", "set_learning_rate", "set_optimizer", "more_epochs", "sane_initializer",
-         "add_capacity", "clip_gradients"]
+         "add_capacity", "clip_gradients", "l2_penalty", "remove_regularization", "add_dropout", "narrow_network",
+         "linear_model", "early_stopping"]
 
 
 def test_vocabulary_is_exactly_the_documented_names():

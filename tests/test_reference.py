@@ -1,5 +1,6 @@
 """The reference optimum: least squares by streaming normal equations agrees with an SVD solve."""
 import numpy as np
+import pytest
 
 from fitdoctor.reference import compute_reference, least_squares
 
@@ -33,5 +34,6 @@ def test_reference_ignores_non_finite_rows_and_reports_the_mean_predictor():
     ref = compute_reference(X, y, nonlinear=False)
     ok = np.arange(10) != 3
     assert ref.n_rows == 9 and np.isclose(ref.mean_mse, np.var(y[ok])) and ref.linear_mse < 1e-20
-    # an optimum of 0 is floored at 1e-12 var(y), so any real loss shows as a huge gap, not a division by 0
-    assert ref.gap(1e-3, linear=True) > 1e6
+    # an optimum of 0 (noiseless data) is floored at 1e-6 var(y): the gap is against var(y), never a division by 0
+    assert ref.noiseless(linear=True)
+    assert ref.gap(1e-3, linear=True) == pytest.approx(1e-3 / (1e-6 * np.var(y[ok])))

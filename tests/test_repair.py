@@ -116,7 +116,8 @@ def _example_repair(name, **kw):
 def test_seed_000_linear_examples_reach_least_squares(name):
     ex, rep = _example_repair(name)
     assert _mse(rep.model, ex.X, ex.y) == pytest.approx(rep.after_loss, rel=1e-6)
-    assert rep.after_loss <= 1.01 * rep.reference.linear_mse
+    # issue 12: judged on held-out rows, against least squares fitted on the same training rows
+    assert rep.after_val_loss <= 1.10 * rep.heldout_references["least squares"]
     assert rep.before_loss > rep.after_loss
     assert rep.reached_optimum
 
@@ -181,8 +182,8 @@ def test_nothing_helps_is_reported_honestly():
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=1e-4), loss="mse")  # far too slow to converge
     rep = repair(model, X, y, epochs=30, batch_size=48)
     assert _mse(rep.model, X, y) == pytest.approx(rep.after_loss, rel=1e-6)
-    if rep.reached_optimum:
-        assert rep.after_loss <= 1.01 * rep.reference.linear_mse
+    if rep.reached_optimum:  # the verdict is made on held-out rows (issue 12)
+        assert rep.after_val_loss <= 1.10 * rep.val_optimum
     else:
         assert rep.reasons  # it says how far it got and why
 

@@ -45,4 +45,4 @@ def test_diagnose_runs_on_the_tensorflow_backend():
     assert {"nan-inf-data", "target-scale", "adam-large-target"} <= set(out["names"])
     assert out["same"] is True
     assert out["confirmed"] is True and out["improvement"] >= 2   # confirmed means: the fix alone halves the loss
-    assert out["engine"] == "sequential"   # the vectorised engine is JAX-only; it says so
+    assert out["engine"] == "vectorized"   # the probe runs on the JAX engine in a worker process (#14)

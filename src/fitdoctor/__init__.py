@@ -39,10 +39,28 @@ _LAZY = {
 __all__ = sorted(_LAZY) + ["__version__"]
 
 
+#: the module each Keras backend needs
+_BACKENDS = {"tensorflow": "tensorflow", "torch": "torch", "jax": "jax"}
+
+
+def _backend_missing(module: str) -> str:
+    """One line: which backend Keras was asked for, that it is not installed, and what to set."""
+    import os
+
+    backend = os.environ.get("KERAS_BACKEND") or "the default of ~/.keras/keras.json (tensorflow)"
+    return (f"Keras is set to use {backend}, but {module!r} is not installed: run `export KERAS_BACKEND=jax` "
+            "(JAX comes with fitdoctor) or `pip install 'fitdoctor[tensorflow]'`")
+
+
 def __getattr__(name: str):
     if name in _LAZY:
-        module = importlib.import_module(_LAZY[name])
-        value = getattr(module, name)
+        try:
+            module = importlib.import_module(_LAZY[name])
+            value = getattr(module, name)
+        except ModuleNotFoundError as exc:
+            if exc.name not in _BACKENDS:
+                raise
+            raise ImportError(_backend_missing(exc.name)) from None
         globals()[name] = value
         return value
     raise AttributeError(f"module 'fitdoctor' has no attribute {name!r}")

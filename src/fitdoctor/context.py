@@ -29,14 +29,25 @@ class Context:
     validation_data: tuple | None = None
     y_shape: tuple = ()  # the shape of y as the user gave it
     cache: dict = field(default_factory=dict, repr=False)  # shared results of rule helpers
+    #: one row as the model takes it: (12, 3) for sequences; () when X is the model's own (n, d) table.
+    #: ``X`` itself is always a 2-D table (sequences and images flattened) for the statistics.
+    input_shape: tuple = ()
+    #: every target column (n, k); ``y`` is the first column, which the data rules judge
+    Y: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.X = np.asarray(self.X, dtype=np.float64)
         if self.X.ndim == 1:
             self.X = self.X.reshape(-1, 1)
+        if self.X.ndim > 2:
+            self.input_shape = self.input_shape or tuple(self.X.shape[1:])
+            self.X = self.X.reshape(len(self.X), -1)
         if not self.y_shape:
             self.y_shape = tuple(np.shape(self.y))
-        self.y = np.asarray(self.y, dtype=np.float64).reshape(len(self.X), -1)[:, 0]
+        table = np.asarray(self.y, dtype=np.float64).reshape(len(self.X), -1)
+        if self.Y is None:
+            self.Y = table
+        self.y = table[:, 0]
         if not self.feature_names:
             self.feature_names = [f"x{i}" for i in range(self.X.shape[1])]
 
@@ -49,6 +60,15 @@ class Context:
         if total_finite:
             return np.ones(len(self.y), dtype=bool)
         return np.isfinite(self.X).all(axis=1) & np.isfinite(self.y)
+
+    @property
+    def n_targets(self) -> int:
+        return int(self.Y.shape[1]) if self.Y is not None and self.Y.ndim == 2 else 1
+
+    @cached_property
+    def Xc_model(self) -> np.ndarray:
+        """The finite rows shaped as the model takes them (``Xc`` for tables)."""
+        return self.Xc.reshape((len(self.Xc),) + tuple(self.input_shape)) if self.input_shape else self.Xc
 
     @cached_property
     def Xc(self) -> np.ndarray:
@@ -76,10 +96,38 @@ class Context:
     def x_std(self) -> np.ndarray:
         return self.moments.x_std
 
+    # -- what the first trainable layer sees ------------------------------------------------
+    @cached_property
+    def X_seen(self) -> np.ndarray:
+        """The finite rows after the model's own leading preprocessing layers (``Normalization``,
+        ``Rescaling``): what its first trainable layer sees. ``Xc`` when the model has none."""
+        if self.model is None:
+            return self.Xc
+        from .model.inspect import preprocess_inputs
+
+        if self.input_shape:
+            return self.Xc
+        seen = preprocess_inputs(self.model, self.Xc)
+        if seen is None or seen.shape != self.Xc.shape or not np.isfinite(seen).all():
+            return self.Xc
+        return seen
+
+    @cached_property
+    def inputs_preprocessed(self) -> bool:
+        """True when the model scales its inputs itself (the data rules judge ``X_seen``)."""
+        return self.X_seen is not self.Xc
+
+    @cached_property
+    def seen_moments(self) -> Moments:
+        """Moments of ``X_seen`` (the raw moments when the model has no preprocessing)."""
+        return moments(self.X_seen, self.yc) if self.inputs_preprocessed else self.moments
+
     @cached_property
     def x_scale(self) -> np.ndarray:
-        """Root mean square of each column: the magnitude a Dense kernel sees."""
-        return np.sqrt(self.x_std**2 + self.x_mean**2)
+        """Root mean square of each column as the first trainable layer sees it: the magnitude a
+        Dense kernel sees (after the model's own Normalization, when it has one)."""
+        m = self.seen_moments
+        return np.hypot(m.x_std, m.x_mean)  # sqrt(std^2 + mean^2) without overflow at 1e160
 
     @cached_property
     def varying(self) -> np.ndarray:
@@ -88,35 +136,57 @@ class Context:
 
     @cached_property
     def reference(self) -> Reference:
-        return compute_reference(self.Xc, self.yc, nonlinear=self.nonlinear_reference, seed=self.seed,
-                                 m=self.moments)
+        """References on the finite rows (sequences and images: on the flattened rows). With several
+        target columns every reference is the mean over the columns of each column's reference, as
+        the MSE the experiments report is the mean over the columns."""
+        first = compute_reference(self.Xc, self.yc, nonlinear=self.nonlinear_reference, seed=self.seed,
+                                  m=self.moments)
+        if self.n_targets == 1:
+            return first
+        Yc = self.Y[self.finite_rows] if not self.finite_rows.all() else self.Y
+        refs = [first] + [compute_reference(self.Xc, Yc[:, j], nonlinear=self.nonlinear_reference, seed=self.seed)
+                          for j in range(1, self.n_targets)]
+        return mean_reference(refs)
 
     @cached_property
     def gram_eigenvalues(self) -> np.ndarray:
-        """Eigenvalues of the MSE Hessian of a linear model on the raw inputs, ``2/n [X 1]^T [X 1]``."""
-        m = self.moments
+        """Eigenvalues of the MSE Hessian of a linear model on the inputs its first trainable layer
+        sees (raw inputs, or after the model's own Normalization), ``2/n [X 1]^T [X 1]``."""
+        m = self.seen_moments
         p = len(m.x_mean)
         G = np.empty((p + 1, p + 1))
-        G[:p, :p] = m.cov + np.outer(m.x_mean, m.x_mean)
+        with np.errstate(over="ignore", invalid="ignore"):
+            G[:p, :p] = m.cov + np.outer(m.x_mean, m.x_mean)
         G[:p, p] = G[p, :p] = m.x_mean
         G[p, p] = 1.0
+        if not np.isfinite(G).all():  # magnitudes beyond ~1e154: decompose G / k^2 and scale back (inf if it overflows)
+            k = float(np.max(m.x_scale))
+            t, u = m.x_scale / k, m.x_mean / k
+            G[:p, :p] = m.cov_scaled * np.outer(t, t) + np.outer(u, u)
+            G[:p, p] = G[p, :p] = u / k
+            G[p, p] = 1.0 / k / k
+            with np.errstate(over="ignore"):
+                return np.clip(np.linalg.eigvalsh(2.0 * G) * k * k, 0.0, None)
         return np.clip(np.linalg.eigvalsh(2.0 * G), 0.0, None)
 
     @cached_property
     def standardized_gram_eigenvalues(self) -> np.ndarray:
         """The same after standardising the varying columns: the correlation matrix's eigenvalues and 1 (bias)."""
         idx = np.flatnonzero(self.varying)
-        sd = self.x_std[idx]
-        R = self.moments.cov[np.ix_(idx, idx)] / np.outer(sd, sd)
+        m = self.moments
+        sd = self.x_std[idx] / m.x_scale[idx]  # the scaled moments stay finite at any magnitude
+        R = m.cov_scaled[np.ix_(idx, idx)] / np.outer(sd, sd)
         return np.clip(2.0 * np.r_[np.linalg.eigvalsh(R), 1.0], 0.0, None)
 
     @cached_property
     def initial_predictions(self) -> np.ndarray:
         """Predictions of the model as given (a sample of rows); zeros for the assumed seed model."""
-        rows = self.Xc[:SAMPLE_ROWS]
+        rows = self.Xc_model[:SAMPLE_ROWS]
         if self.model is None:
             return np.zeros(len(rows))
-        pred = np.asarray(self.model.predict(rows.astype(np.float32), verbose=0, batch_size=512))
+        from .model.replica import call_model
+
+        pred = call_model(self.model, rows)
         return pred.reshape(len(rows), -1)[:, 0].astype(np.float64)
 
     @cached_property
@@ -127,6 +197,8 @@ class Context:
         rows = self.Xc[:SAMPLE_ROWS]
         if self.model is None:
             return rows, np.zeros(rows.shape[1]), 0.0, True
+        if self.input_shape:  # sequences/images: the output layer's inputs are no affine map of the rows
+            return rows, np.zeros(rows.shape[1]), 0.0, False
         last = last_dense(self.model)
         if last is None or last.units != 1:
             return rows, np.zeros(rows.shape[1]), 0.0, False
@@ -136,12 +208,18 @@ class Context:
             import keras
 
             feeder = keras.Model(self.model.inputs, last.input)
-            H = np.asarray(feeder.predict(rows.astype(np.float32), verbose=0, batch_size=512), dtype=np.float64)
+            from .model.replica import call_model
+
+            H = call_model(feeder, rows)
         except Exception:
             if kernel.shape[0] != rows.shape[1]:
                 return rows, np.zeros(rows.shape[1]), 0.0, False
             H = rows
         H = H.reshape(len(rows), -1)
+        if not np.isfinite(H).all():  # float32 overflowed (inputs beyond ~3e38): judge the float64 rows
+            if kernel.shape[0] != rows.shape[1]:
+                return rows, np.zeros(rows.shape[1]), 0.0, False
+            H = rows
         return H, kernel[:, 0], bias, bool(self.model_info.is_linear)
 
     @property
@@ -155,3 +233,14 @@ class Context:
     @property
     def optimum(self) -> float:
         return self.reference.optimum(linear=self.model_info.is_linear)
+
+
+def mean_reference(refs: list[Reference]) -> Reference:
+    """The references of several target columns combined as the mean over the columns (the MSE of
+    a multi-output model is the mean of its columns' MSEs); coefficients are the first column's."""
+    from dataclasses import replace
+
+    nonlinear = [r.nonlinear_mse for r in refs]
+    return replace(refs[0], mean_mse=float(np.mean([r.mean_mse for r in refs])),
+                   linear_mse=float(np.mean([r.linear_mse for r in refs])),
+                   nonlinear_mse=None if any(v is None for v in nonlinear) else float(np.mean(nonlinear)))

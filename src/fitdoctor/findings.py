@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 
 SEVERITIES = ("error", "warning", "info")
+#: finding names whose cause bounds the achievable loss (output range, loss kind, target shape, bad rows)
+LOSS_BOUNDING = frozenset({"output-activation-range", "wrong-loss", "shape-broadcast", "nan-inf-data"})
 _SEVERITY_RANK = {"error": 0, "warning": 1, "info": 2}
 
 
@@ -95,9 +97,26 @@ class Finding:
         return self.fix is not None
 
     @property
+    def bounds_loss(self) -> bool:
+        """True for a cause that bounds the achievable loss (no number of steps can remove it), as
+        opposed to one that only slows training."""
+        return self.name in LOSS_BOUNDING
+
+    @property
+    def improvement(self) -> float:
+        """The measured improvement of the fix (baseline / with-fix loss of the probe), 0 when unmeasured."""
+        probe = self.evidence.get("probe") if isinstance(self.evidence, dict) else None
+        value = probe.get("improvement") if isinstance(probe, dict) else None
+        if value == "inf":
+            return float("inf")
+        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else 0.0
+
+    @property
     def rank(self) -> tuple:
-        """Sort key: errors first, confirmed before unconfirmed, then by code."""
-        return (_SEVERITY_RANK[self.severity], 0 if self.confirmed else 1, self.code, self.epoch or 0)
+        """Sort key: errors first; then causes that bound the achievable loss before those that only
+        slow training; confirmed before predicted; the larger measured improvement first; then by code."""
+        return (_SEVERITY_RANK[self.severity], 0 if self.bounds_loss else 1, 0 if self.confirmed else 1,
+                -self.improvement, self.code, self.epoch or 0)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -120,5 +139,5 @@ class Finding:
 
 
 def sort_findings(findings: list[Finding]) -> list[Finding]:
-    """Most important first: errors, then warnings, then info; confirmed first within a level."""
+    """Most important first (see :attr:`Finding.rank`): severity, loss-bounding causes, confirmed, improvement."""
     return sorted(findings, key=lambda f: f.rank)

@@ -20,6 +20,9 @@ import numpy as np
 
 #: rows used at most for the nonlinear reference (it is an estimate, not a fit to report)
 NONLINEAR_MAX_ROWS = 1500
+#: an optimum below this fraction of var(y) is zero at float32 precision (noiseless data): ratios use
+#: this fraction of var(y) instead (a model that leaves 1e-6 of the variance unexplained fits exactly)
+NOISELESS_FRACTION = 1e-6
 
 
 @dataclass(frozen=True)
@@ -38,11 +41,24 @@ class Reference:
             return self.linear_mse
         return min(self.linear_mse, self.nonlinear_mse)
 
+    @property
+    def floor(self) -> float:
+        """The smallest optimum a ratio is taken against: ``NOISELESS_FRACTION * var(y)``. Below it
+        the data is noiseless at float32 precision (``y = 1.8 x + 32``: least squares reaches ~1e-28)
+        and gaps are measured against var(y) instead of a ratio to zero."""
+        return NOISELESS_FRACTION * max(float(self.mean_mse), 1e-300)
+
+    def noiseless(self, *, linear: bool = True) -> bool:
+        """True when the optimum is below :attr:`floor` (the model can fit the data exactly)."""
+        return self.optimum(linear=linear) < self.floor
+
+    def effective_optimum(self, *, linear: bool = True) -> float:
+        """The optimum, never below :attr:`floor`: what verdicts and ratios compare with."""
+        return max(self.optimum(linear=linear), self.floor)
+
     def gap(self, loss: float, *, linear: bool = True) -> float:
-        """``loss / optimum`` (inf when the optimum is 0 and the loss is not)."""
-        opt = self.optimum(linear=linear)
-        floor = max(opt, 1e-12 * max(self.mean_mse, 1e-300))
-        return float(loss) / floor if np.isfinite(loss) else float("inf")
+        """``loss / optimum``, the optimum floored at ``NOISELESS_FRACTION * var(y)`` (inf for a non-finite loss)."""
+        return float(loss) / self.effective_optimum(linear=linear) if np.isfinite(loss) else float("inf")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -62,9 +78,21 @@ CHUNK = 65536
 MOMENT_CHUNK = 4096
 
 
+#: columns whose largest magnitude lies outside [1/SAFE_MAGNITUDE, SAFE_MAGNITUDE] are scaled (by a
+#: power of two, which is exact) before their products are formed: 1e160 squared overflows float64
+SAFE_MAGNITUDE = 1e100
+
+
 @dataclass(frozen=True)
 class Moments:
-    """First and second moments of the finite rows, from one streaming pass."""
+    """First and second moments of the finite rows, from one streaming pass.
+
+    ``cov``, ``cov_xy`` and ``y_var`` are in the data's units and may be ``inf`` when the values
+    are beyond ~1e154 (their squares overflow float64). The same moments of the data divided by
+    ``x_scale`` / ``y_scale`` (powers of two; 1 for ordinary data) are always finite:
+    ``cov_scaled``, ``cov_xy_scaled``, ``y_var_scaled``; use them for anything that solves or
+    decomposes (see :attr:`corr`).
+    """
 
     n: int
     x_mean: np.ndarray
@@ -72,16 +100,57 @@ class Moments:
     y_var: float
     cov: np.ndarray      # centred X^T X / n  (p x p)
     cov_xy: np.ndarray   # centred X^T y / n  (p)
+    x_scale: np.ndarray | None = None
+    y_scale: float = 1.0
+    cov_scaled: np.ndarray | None = None
+    cov_xy_scaled: np.ndarray | None = None
+    y_var_scaled: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.x_scale is None:
+            object.__setattr__(self, "x_scale", np.ones(len(self.x_mean)))
+        if self.cov_scaled is None:
+            object.__setattr__(self, "cov_scaled", self.cov)
+        if self.cov_xy_scaled is None:
+            object.__setattr__(self, "cov_xy_scaled", self.cov_xy)
+        if self.y_var_scaled is None:
+            object.__setattr__(self, "y_var_scaled", self.y_var)
 
     @property
     def x_std(self) -> np.ndarray:
-        return np.sqrt(np.clip(np.diag(self.cov), 0.0, None))
+        return np.sqrt(np.clip(np.diag(self.cov_scaled), 0.0, None)) * self.x_scale
+
+    @property
+    def corr(self) -> np.ndarray:
+        """Correlation matrix of the columns with non-zero spread (finite whatever the scale)."""
+        sd = np.sqrt(np.clip(np.diag(self.cov_scaled), 0.0, None))
+        keep = sd > 0
+        return self.cov_scaled[np.ix_(keep, keep)] / np.outer(sd[keep], sd[keep])
+
+
+def pow2_scale(amax: np.ndarray) -> np.ndarray:
+    """A power of two near each magnitude, for columns outside the safe range; 1 elsewhere."""
+    amax = np.asarray(amax, dtype=np.float64)
+    out = np.ones_like(amax)
+    odd = (amax > SAFE_MAGNITUDE) | ((amax > 0) & (amax < 1.0 / SAFE_MAGNITUDE))
+    if odd.any():
+        out[odd] = np.ldexp(1.0, np.frexp(amax[odd])[1])
+    return out
 
 
 def moments(X: np.ndarray, y: np.ndarray) -> Moments:
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).reshape(-1)
     n, p = X.shape
+    if n:
+        xs = pow2_scale(np.max(np.abs(X), axis=0)) if p else np.ones(0)
+        ys = float(pow2_scale(np.array([np.max(np.abs(y))]))[0])
+        if (xs != 1.0).any() or ys != 1.0:  # extreme magnitudes: every product on scaled data
+            m = moments(X / xs, y / ys)
+            with np.errstate(over="ignore", invalid="ignore"):
+                return Moments(n=n, x_mean=m.x_mean * xs, y_mean=m.y_mean * ys, y_var=m.y_var * ys * ys,
+                               cov=m.cov * np.outer(xs, xs), cov_xy=m.cov_xy * xs * ys, x_scale=xs, y_scale=ys,
+                               cov_scaled=m.cov, cov_xy_scaled=m.cov_xy, y_var_scaled=m.y_var)
     # column means as one matrix-vector product (3-5x faster than X.mean(axis=0) on C-ordered rows)
     xm = (np.ones(n) @ X) / n if n else np.zeros(p)
     ym = float(y.mean()) if n else 0.0
@@ -100,7 +169,10 @@ def least_squares(X: np.ndarray, y: np.ndarray, m: Moments | None = None) -> tup
     """Closed-form least squares with intercept: (coef, intercept, training MSE).
 
     Solves the standardised normal equations (p x p, cheap on millions of rows); falls back to an
-    SVD of the centred data when they are too ill-conditioned to trust (cond > 1e10).
+    SVD of the centred data when they are too ill-conditioned to trust (cond > 1e10). Works on the
+    scaled moments (:class:`Moments`), so values up to float64's range never overflow a product;
+    the MSE is ``inf`` when it exceeds float64 in the data's units, and NaN (coefficients NaN) when
+    no solver converges: "not computable", never an exception.
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).reshape(-1)
@@ -108,22 +180,35 @@ def least_squares(X: np.ndarray, y: np.ndarray, m: Moments | None = None) -> tup
     p = X.shape[1]
     if p == 0 or m.n == 0:
         return np.zeros(p), m.y_mean, m.y_var
-    sd = m.x_std
-    keep = sd > 1e-12 * np.maximum(np.abs(m.x_mean), 1.0)
-    coef = np.zeros(p)
-    if keep.any():
-        R = m.cov[np.ix_(keep, keep)] / np.outer(sd[keep], sd[keep])
-        if np.linalg.cond(R) < 1e10:
-            coef[keep] = np.linalg.solve(R, m.cov_xy[keep] / sd[keep]) / sd[keep]
-        else:
-            Xc = X[:, keep] - m.x_mean[keep]
-            coef[keep], *_ = np.linalg.lstsq(Xc, y - m.y_mean, rcond=None)
-    intercept = float(m.y_mean - m.x_mean @ coef)
-    mse = m.y_var - float(m.cov_xy @ coef)
-    if mse < 1e-8 * max(m.y_var, 1e-300):  # near-perfect fit: measure the residual directly
-        mse = sum(float(np.sum((X[s:s + CHUNK] @ coef + intercept - y[s:s + CHUNK]) ** 2))
-                  for s in range(0, m.n, CHUNK)) / m.n
-    return coef, intercept, max(float(mse), 0.0)
+    xs, ys = m.x_scale, m.y_scale
+    sd_s = np.sqrt(np.clip(np.diag(m.cov_scaled), 0.0, None))   # std of X / xs
+    keep = sd_s * xs > 1e-12 * np.maximum(np.abs(m.x_mean), 1.0)
+    coef_s = np.zeros(p)  # coefficients of y / ys on X / xs
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        try:
+            if keep.any():
+                k = np.flatnonzero(keep)
+                R = m.cov_scaled[np.ix_(k, k)] / np.outer(sd_s[k], sd_s[k])
+                b = m.cov_xy_scaled[k] / sd_s[k]
+                if not (np.isfinite(R).all() and np.isfinite(b).all()):
+                    raise np.linalg.LinAlgError("non-finite moments")
+                if np.linalg.cond(R) < 1e10:
+                    coef_s[k] = np.linalg.solve(R, b) / sd_s[k]
+                else:
+                    Xc = X[:, k] / xs[k] - m.x_mean[k] / xs[k]
+                    coef_s[k], *_ = np.linalg.lstsq(Xc, y / ys - m.y_mean / ys, rcond=None)
+        except np.linalg.LinAlgError:
+            return np.full(p, np.nan), float("nan"), float("nan")
+        coef = coef_s * ys / xs
+        intercept = float(m.y_mean - m.x_mean @ coef)
+        mse_s = m.y_var_scaled - float(m.cov_xy_scaled @ coef_s)
+        if mse_s < 1e-8 * max(m.y_var_scaled, 1e-300):  # near-perfect fit: measure the residual directly
+            Xs = X / xs if (xs != 1.0).any() else X
+            icpt_s = m.y_mean / ys - float((m.x_mean / xs) @ coef_s)
+            mse_s = sum(float(np.sum((Xs[s:s + CHUNK] @ coef_s + icpt_s - y[s:s + CHUNK] / ys) ** 2))
+                        for s in range(0, m.n, CHUNK)) / m.n
+        mse = max(float(mse_s), 0.0) * ys * ys
+    return coef, intercept, float(mse)
 
 
 def nonlinear_reference(X: np.ndarray, y: np.ndarray, *, seed: int = 0) -> tuple[float | None, str | None]:
@@ -131,6 +216,17 @@ def nonlinear_reference(X: np.ndarray, y: np.ndarray, *, seed: int = 0) -> tuple
     n = len(y)
     if n < 10 or X.shape[1] == 0:
         return None, None
+    # both estimators are unchanged by rescaling the columns; rescaling y scales the MSE by its
+    # square: powers of two keep every product inside float64 whatever the data's magnitudes
+    xs = pow2_scale(np.max(np.abs(X), axis=0))
+    ys = float(pow2_scale(np.array([np.max(np.abs(y))]))[0])
+    if (xs != 1.0).any() or ys != 1.0:
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                mse, label = nonlinear_reference(X / xs, y / ys, seed=seed)
+                return (None if mse is None else float(mse) * ys * ys), label
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError) as exc:
+            return None, f"not computable ({type(exc).__name__})"
     if n < 200:
         return kernel_ridge_loo(X, y)
     from sklearn.ensemble import HistGradientBoostingRegressor
@@ -191,11 +287,12 @@ def compute_reference(X: np.ndarray, y: np.ndarray, *, nonlinear: bool = True, s
         ok = np.isfinite(X).all(axis=1) & np.isfinite(y)
         if not ok.all():
             X, y = X[ok], y[ok]
+        m = moments(X, y)
     coef, intercept, lin = least_squares(X, y, m)
     nl, nl_name = nonlinear_reference(X, y, seed=seed) if nonlinear else (None, None)
     return Reference(
         n_rows=int(len(y)),
-        mean_mse=float(m.y_var) if m is not None else float(np.var(y)),
+        mean_mse=float(m.y_var),
         linear_mse=lin,
         nonlinear_mse=nl,
         nonlinear_model=nl_name,

@@ -109,3 +109,19 @@ class Report:
         from .reporting.html import render_report_html
 
         return render_report_html(self)
+
+    # -- display ------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        counts = [(sum(f.severity == s for f in self.findings), s) for s in ("error", "warning", "info")]
+        parts = [f"{n} {s}{'s' if n != 1 else ''}" for n, s in counts if n]
+        text = f"<Report from {self.source}: " + (", ".join(parts) if parts else "no findings")
+        gap = self.gap
+        if gap is not None and gap == gap and gap != float("inf"):
+            text += f"; run ended at {gap:,.0f}x the optimum" if gap >= 100 else f"; run ended at {gap:.3g}x the optimum"
+        return text + ">"
+
+    def _repr_html_(self) -> str:
+        """The report as a notebook cell shows it: the HTML report's verdict, findings and figures."""
+        from .reporting.html import notebook_html
+
+        return notebook_html(self)

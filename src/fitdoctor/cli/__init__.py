@@ -6,10 +6,15 @@ error (one line on stderr, never a traceback).
 """
 from __future__ import annotations
 
-import argparse
-import importlib
-import os
-import sys
+# Ctrl-C is handled from the first statement on, before any heavy import (see ``interrupts``)
+from . import interrupts as _interrupts  # noqa: I001
+
+_interrupts.install_early()
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
 
 #: the verbs, in the order ``--help`` lists them (module names under fitdoctor.cli)
 COMMANDS = ["check", "check_log", "compare", "lr_find", "fix", "explain", "rules", "demo"]
@@ -64,29 +69,65 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns its exit code (130 when interrupted, after cleaning up)."""
+    import warnings
+
+    from .. import safe_io
+
+    state: dict = {}
+    previous = _interrupts.enter_run()
+    first_commit = len(safe_io.COMMITTED)
+    try:
+        with warnings.catch_warnings():
+            # library warnings (numpy overflow, pandas dtypes, Keras structure) are noise on the command
+            # line: findings and notes say what matters, and an error stays one line
+            warnings.simplefilter("ignore")
+            code = _run(argv, state)
+        if safe_io.CANCELLED.is_set():  # a Ctrl-C that something swallowed is still a Ctrl-C
+            raise KeyboardInterrupt
+    except BaseException as exc:
+        # Ctrl-C, or what an import made of it (Python wraps errors raised in __set_name__)
+        if not (isinstance(exc, KeyboardInterrupt) or safe_io.CANCELLED.is_set()):
+            raise
+        _interrupts.ignore()
+        _interrupts.exit_interrupted(_interrupts.message(state, safe_io.COMMITTED[first_commit:]))
+        code = 130
+    finally:
+        _interrupts.leave_run(previous, safe_io.COMMITTED[first_commit:])
+    return _interrupts.finish(code)
+
+
+def _run(argv, state: dict) -> int:
     os.environ.setdefault("KERAS_BACKEND", "jax")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from ..errors import InputError
+    from .common import check_output_paths
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a usage error (already one line on stderr), --help or --version
+        return exc.code if isinstance(exc.code, int) else 2
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    if args.command in TRAINING_COMMANDS:
-        from ..experiments.cache import enable_compilation_cache
-        from .common import skip_tensorflow
-
-        skip_tensorflow()
-        enable_compilation_cache()
+    state["output"] = getattr(args, "output", None)
+    state["output_existed"] = bool(state["output"]) and os.path.exists(state["output"])
     try:
+        check_output_paths(args)
+        trains = args.command in TRAINING_COMMANDS and not (args.command == "check" and args.no_probe)
+        if trains or getattr(args, "model", None):  # Keras will be imported: keep TensorFlow out of it
+            from .common import skip_tensorflow
+
+            skip_tensorflow()
+        if trains:  # `check --no-probe`, `explain`, `rules`, `check-log` import neither Keras nor JAX
+            from ..experiments.cache import enable_compilation_cache
+
+            enable_compilation_cache()
         return int(args.run(args))
     except InputError as exc:
-        sys.stderr.write(f"fitdoctor: error: {exc}\n")
+        sys.stderr.write(f"fitdoctor: error: {' '.join(str(exc).split())}\n")
         return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("fitdoctor: interrupted\n")
-        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_config_args, add_data_args, add_output_args, load_model_file, progress, write_output
+from .common import add_config_args, add_data_args, add_output_args, load_model_file, progress, seed_int, write_output
 
 HELP = "diagnose data and training configuration before training (with a short confirming probe)"
 DESCRIPTION = """\
@@ -35,7 +35,7 @@ def add_parser(sub) -> None:
     p.add_argument("--no-probe", action="store_true", help="skip the short training probe (static checks only)")
     p.add_argument("--select", metavar="RULES", help="only these rules: codes, prefixes or names, comma-separated")
     p.add_argument("--ignore", metavar="RULES", help="skip these rules: codes, prefixes or names, comma-separated")
-    p.add_argument("--seed", type=int, default=0, help="random seed for the probe (default: 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed for the probe (default: 0)")
     add_output_args(p)
     p.set_defaults(run=run)
 
@@ -85,7 +85,13 @@ def render(report, fmt: str):
         return report.to_markdown()
     if fmt == "html":
         return report.to_html()
-    return report.to_text()
+    text = report.to_text()
+    model = report.model or {}
+    if model.get("assumed"):  # say first what was assumed (issue 12)
+        n_in = len((report.data or {}).get("feature_names") or []) or "the"
+        text = (f"assumed model: Dense(1), a linear model on {n_in} input(s) (no --model given; pass "
+                "--model model.keras to judge your own)\n") + text
+    return text
 
 
 def run(args) -> int:

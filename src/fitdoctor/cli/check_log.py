@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_output_args, write_output
+from .common import add_output_args, optimizer_name, positive_float, positive_int, write_output
 
 HELP = "diagnose a finished training run from its loss log (Keras CSVLogger file)"
 DESCRIPTION = """\
@@ -30,10 +30,10 @@ def add_parser(sub) -> None:
     p.add_argument("log", metavar="LOG.csv", help="a Keras CSVLogger file (or any CSV with a 'loss' column)")
     p.add_argument("--data", metavar="DATA", help="the training data (CSV, Parquet or .npz), for the reference losses")
     p.add_argument("--target", metavar="COL", help="the target column of --data")
-    p.add_argument("--target-var", type=float, metavar="V", help="variance of the target (when --data is not given)")
-    p.add_argument("--optimizer", metavar="NAME", help="optimizer used (adam, sgd, ...), if the log does not say")
-    p.add_argument("--lr", type=float, metavar="LR", help="learning rate used, if the log has no learning_rate column")
-    p.add_argument("--epochs", type=int, metavar="N", help="epochs planned (default: the epochs in the log)")
+    p.add_argument("--target-var", type=positive_float, metavar="V", help="variance of the target (when --data is not given)")
+    p.add_argument("--optimizer", type=optimizer_name, metavar="NAME", help="optimizer used (adam, sgd, ...), if the log does not say")
+    p.add_argument("--lr", type=positive_float, metavar="LR", help="learning rate used, if the log has no learning_rate column")
+    p.add_argument("--epochs", type=positive_int, metavar="N", help="epochs planned (default: the epochs in the log)")
     p.add_argument("--linear", action="store_true", default=None, help="the model was linear (one Dense unit)")
     add_output_args(p)
     p.set_defaults(run=run)

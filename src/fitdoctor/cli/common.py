@@ -18,9 +18,9 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 def add_config_args(p: argparse.ArgumentParser, *, lr_help: str = "learning rate (default: the optimizer's Keras default)") -> None:
     g = p.add_argument_group("training configuration (read from --model when it is compiled)")
     g.add_argument("--model", metavar="FILE.keras", help="your Keras model; without it the seed's linear model (one Dense unit) is assumed")
-    g.add_argument("--optimizer", metavar="NAME", help="Keras optimizer name: adam, sgd, rmsprop, adagrad, ... (default: adam)")
-    g.add_argument("--lr", type=float, metavar="LR", help=lr_help)
-    g.add_argument("--loss", metavar="NAME", help="Keras loss name: mse, mae, huber, ... (default: mse)")
+    g.add_argument("--optimizer", type=optimizer_name, metavar="NAME", help="Keras optimizer name: adam, sgd, rmsprop, adagrad, ... (default: adam)")
+    g.add_argument("--lr", type=positive_float, metavar="LR", help=lr_help)
+    g.add_argument("--loss", type=loss_name, metavar="NAME", help="Keras loss name: mse, mae, huber, ... (default: mse)")
     g.add_argument("--epochs", type=_positive_int, metavar="N", help="epochs you train for (default: 200)")
     g.add_argument("--batch-size", type=_positive_int, metavar="N", help="batch size (default: 32)")
 
@@ -38,6 +38,65 @@ def _positive_int(text: str) -> int:
     if v <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, received {text!r}")
     return v
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    return _positive_int(text)
+
+
+def seed_int(text: str) -> int:
+    """argparse type: a random seed, a whole number from 0 to 2**32 - 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 4294967295, received {text!r}") from None
+    if not 0 <= v < 2**32:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 4294967295, received {text!r}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (learning rates, variances)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number above 0 (e.g. 0.01), received {text!r}") from None
+    if not (v > 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number above 0 (e.g. 0.01), received {text!r}")
+    return v
+
+
+def optimizer_name(text: str) -> str:
+    """argparse type: a Keras optimizer name fitdoctor knows (adam, sgd, rmsprop, ...)."""
+    from ..model.inspect import DEFAULT_LR
+
+    name = text.strip().lower()
+    if name not in DEFAULT_LR:
+        raise argparse.ArgumentTypeError(f"unknown optimizer {text!r}: choose from {', '.join(sorted(DEFAULT_LR))}")
+    return name
+
+
+def loss_name(text: str) -> str:
+    """argparse type: a Keras loss name (mse, mae, huber, ...)."""
+    from ..model.inspect import BUILTIN_LOSSES, canonical_loss
+
+    if canonical_loss(text.strip()) not in BUILTIN_LOSSES:
+        raise argparse.ArgumentTypeError(f"unknown loss {text!r}: choose from {', '.join(sorted(BUILTIN_LOSSES))}")
+    return text.strip()
+
+
+def check_output_paths(args) -> None:
+    """``-o``/``--output`` must not be an input of the command (DATA, --model, LOG, --data)."""
+    from ..safe_io import refuse_inputs
+
+    out = getattr(args, "output", None)
+    if not out:
+        return
+    inputs = [getattr(args, name, None) for name in ("data", "model", "log")]
+    refuse_inputs(out, inputs, option="--output")
+    if args.command != "fix" and os.path.isdir(out):
+        raise InputError(f"--output {out} is a folder: give a file name")
 
 
 def skip_tensorflow() -> None:
@@ -94,21 +153,16 @@ def load_model_file(path: str):
 
 
 def write_output(text_or_bytes, path: str | None) -> None:
-    """Write to ``path`` (parents created), or stdout when path is None."""
+    """Write to ``path`` (parents created, atomically), or stdout when path is None."""
     if path is None:
         if isinstance(text_or_bytes, bytes):
             sys.stdout.buffer.write(text_or_bytes)
         else:
             sys.stdout.write(text_or_bytes)
         return
-    parent = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(parent, exist_ok=True)
-        mode = "wb" if isinstance(text_or_bytes, bytes) else "w"
-        with open(path, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as fh:
-            fh.write(text_or_bytes)
-    except OSError as exc:
-        raise InputError(f"cannot write {path} ({exc.strerror}): choose another --output") from None
+    from ..safe_io import atomic_write
+
+    atomic_write(path, text_or_bytes)  # a temporary file renamed into place: never half-written
 
 
 def progress(total: int | None = None, desc: str = "", *, disable: bool | None = None):

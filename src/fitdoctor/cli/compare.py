@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-from .common import _positive_int, load_model_file, progress, write_result
+from .common import _positive_int, load_model_file, loss_name, optimizer_name, progress, seed_int, write_result
 
 HELP = "compare optimizers, learning rates, scalings and losses on your data (vectorised)"
 DESCRIPTION = """\
@@ -48,7 +48,11 @@ def add_parser(subparsers) -> None:
     t.add_argument("--model", metavar="FILE.keras", help="your Keras model (default: the seeds' Sequential([Dense(1)]))")
     t.add_argument("--epochs", type=_positive_int, default=200, metavar="N", help="epochs per run (default: 200)")
     t.add_argument("--batch-size", type=_positive_int, default=32, metavar="N", help="batch size (default: 32)")
-    t.add_argument("--seed", type=int, default=0, help="seed for the default model and the shuffling (default: 0)")
+    t.add_argument("--seed", type=seed_int, default=0, help="seed for the default model and the shuffling (default: 0)")
+    t.add_argument("--executor", choices=("auto", "inprocess", "worker", "ray"), default="auto",
+                   help="where the training runs execute: auto (this process on JAX, a JAX worker process on other "
+                        "Keras backends), inprocess, worker, or ray (Ray tasks: $RAY_ADDRESS or a local instance; "
+                        "pip install fitdoctor[ray]) (default: auto)")
     p.add_argument("--format", choices=("text", "json"), default="text", help="stdout format (default: text)")
     p.add_argument("--output", "-o", metavar="FILE",
                    help="write report.html (HTML report), curves.png (plot) or results.json (JSON) instead of stdout")
@@ -69,19 +73,33 @@ def _list(text: str | None, kind=str, option: str = ""):
         raise UsageError(f"{option} takes comma-separated numbers (Received {option}={text!r})") from None
 
 
+def _checked(kind, text: str, option: str):
+    from ..errors import UsageError
+
+    try:
+        return kind(text)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+
+
 def grid_from_args(args) -> dict:
     """The grid the options ask for; seed 003's study when none is given."""
     grid: dict = {}
     if args.optimizers:
-        grid["optimizer"] = [s.lower() for s in _list(args.optimizers, option="--optimizers")]
+        grid["optimizer"] = [_checked(optimizer_name, s, "--optimizers") for s in _list(args.optimizers, option="--optimizers")]
     if args.lr:
         grid["learning_rate"] = _list(args.lr, float, option="--lr")
+        bad = [v for v in grid["learning_rate"] if not 0 < v < float("inf")]
+        if bad:
+            from ..errors import UsageError
+
+            raise UsageError(f"--lr takes finite learning rates above 0 (Received --lr={args.lr!r})")
     if args.scale_x:
         grid["scale_x"] = _CHOICES[args.scale_x]
     if args.scale_y:
         grid["scale_y"] = _CHOICES[args.scale_y]
     if args.loss:
-        grid["loss"] = _list(args.loss, option="--loss")
+        grid["loss"] = [_checked(loss_name, s, "--loss") for s in _list(args.loss, option="--loss")]
     if not grid:  # seed 003: normalised inputs, Adam/SGD x 1e-2/1e-3, with and without standardised targets
         grid = {"optimizer": ["adam", "sgd"], "learning_rate": [1e-2, 1e-3], "scale_x": [True], "scale_y": [False, True]}
     return grid
@@ -150,10 +168,13 @@ def save_figure(obj, path: str) -> None:
 
     from ..errors import InputError
 
+    from ..safe_io import atomic_path
+
     obj.plot()
     try:
         obj.figure_.tight_layout()
-        obj.figure_.savefig(path, dpi=110)
+        with atomic_path(path) as tmp:  # a temporary file renamed into place: never a truncated PNG
+            obj.figure_.savefig(tmp, dpi=110, format="png")
     except OSError as exc:
         raise InputError(f"cannot write {path} ({exc.strerror}): choose another --output") from None
     finally:
@@ -165,11 +186,11 @@ def run(args) -> int:
     from ..experiments import compare
 
     grid = grid_from_args(args)
-    ds = load_data(args)
-    model = load_model_file(args.model) if args.model else default_model(ds.X.shape[1], args.seed)
     ext = os.path.splitext(args.output)[1].lower() if args.output else ""
     if args.output and ext not in (".html", ".htm", ".png", ".json", ".txt", ""):
         raise InputError(f"--output must end in .html, .png, .json or .txt (Received --output={args.output!r})")
+    ds = load_data(args)
+    model = load_model_file(args.model) if args.model else default_model(ds.X.shape[1], args.seed)
     n_runs = 1
     for values in grid.values():
         n_runs *= len(values)
@@ -181,7 +202,7 @@ def run(args) -> int:
 
     try:
         cmp = compare(model, ds.X, ds.y, grid=grid, epochs=args.epochs, batch_size=args.batch_size,
-                      seed=args.seed, callback=tick)
+                      seed=args.seed, callback=tick, executor=getattr(args, "executor", "auto"))
     finally:
         bar.close()
     elapsed = time.perf_counter() - start

@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from .common import add_config_args, add_data_args, load_model_file, progress, write_output
+from .common import add_config_args, add_data_args, load_model_file, progress, seed_int, write_output
 
 HELP = "repair the model: confirm each cause by experiment, write model.keras, report and fix.py"
 DESCRIPTION = """\
@@ -31,9 +31,19 @@ def add_parser(subparsers) -> None:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_args(p)
     add_config_args(p)
-    p.add_argument("--seed", type=int, default=0, help="seed for the default model and the shuffling (default: 0)")
-    p.add_argument("--output", "-o", metavar="DIR", required=True, help="directory for model.keras, report.json, fix.py")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed for the default model and the shuffling (default: 0)")
+    p.add_argument("--output", "-o", metavar="DIR", required=True,
+                   help="folder for model.keras, report.json, fix.py (refused when it holds them already)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an earlier result in --output (never an input file such as --model or DATA)")
     p.add_argument("--format", choices=("text", "json", "html"), default="text", help="stdout format (default: text)")
+    p.add_argument("--validation-split", type=float, default=None, metavar="FRACTION",
+                   help="hold out the last FRACTION of the rows (Keras's validation_split) to judge the candidates; "
+                        "default: a seeded 20%% hold-out split, or 5-fold cross-validation under 100 rows")
+    p.add_argument("--executor", choices=("auto", "inprocess", "worker", "ray"), default="auto",
+                   help="where the training runs execute: auto (this process on JAX, a JAX worker process on other "
+                        "Keras backends), inprocess, worker, or ray (Ray tasks: $RAY_ADDRESS or a local instance; "
+                        "pip install fitdoctor[ray]) (default: auto)")
     p.set_defaults(run=run)
 
 
@@ -54,8 +64,13 @@ def summary_text(rep, directory: str | None = None) -> str:
     lines.append(f"before: training MSE {rep.before_loss:.6g} (your configuration)")
     lines.append(f"after:  training MSE {rep.after_loss:.6g} (measured by predicting with the repaired model)")
     lines.append(f"optimum: {rep.optimum:.6g} ({rep.optimum_kind}); after / optimum = {rep.ratio:.4f}")
+    if getattr(rep, "after_val_loss", None) is not None:
+        lines.append(f"held-out MSE: {rep.before_val_loss:.6g} -> {rep.after_val_loss:.6g}; held-out optimum "
+                     f"{rep.val_optimum:.6g} ({rep.val_optimum_kind}); judged on {rep.validation}")
+    if getattr(rep, "rows_per_parameter", None) is not None:
+        lines.append(f"rows per trainable parameter: {rep.rows_per_parameter:.3g}")
     if rep.applied:
-        lines.append("kept (training MSE without -> with):")
+        lines.append("kept (held-out MSE without -> with):")
         for a in rep.applied:
             lines.append(f"  {a.name}: {a.description} ({fmt(a.loss_without)} -> {fmt(a.loss_with)})")
     else:
@@ -76,7 +91,13 @@ def run(args) -> int:
     from ..data.loading import load_dataset
     from ..errors import InputError
     from ..fix import repair
+    from ..fix.repair import Repair
+    from ..safe_io import OutputDir
 
+    # refuse an occupied folder or one holding an input before any work (exit 2); the result is
+    # built in a temporary folder under a lock and moved in at the end
+    outdir = OutputDir(args.output, Repair.SAVED_FILES, force=args.force, inputs=[args.data, args.model])
+    outdir.check()
     data = load_dataset(args.data, args.target)
     model = load_model_file(args.model) if args.model else _default_model(data.X.shape[1], args.seed)
     n_in = model.inputs[0].shape[-1] if getattr(model, "inputs", None) else None
@@ -91,14 +112,18 @@ def run(args) -> int:
         bar.n = done
         bar.refresh()
 
-    try:
-        rep = repair(model, data.X, data.y, optimizer=args.optimizer, learning_rate=args.lr, loss=args.loss,
-                     epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, progress=on_progress,
-                     feature_names=data.feature_names, target_name=data.target_name, data_path=args.data)
-    finally:
-        bar.close()
-    numeric_file = not any("one-hot" in n or "left out" in n for n in data.notes)
-    rep.save(args.output, data_file=os.path.abspath(args.data) if numeric_file else None)
+    with outdir:
+        try:
+            rep = repair(model, data.X, data.y, optimizer=args.optimizer, learning_rate=args.lr, loss=args.loss,
+                         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, progress=on_progress,
+                         feature_names=data.feature_names, target_name=data.target_name, data_path=args.data,
+                         executor=getattr(args, "executor", "auto"),
+                         validation_split=getattr(args, "validation_split", None))
+        finally:
+            bar.close()
+        numeric_file = not data.changed_columns and not any("one-hot" in n or "left out" in n for n in data.notes)
+        rep.save(outdir, data_file=os.path.abspath(args.data) if numeric_file else None)
+        outdir.commit()
     if args.format == "json":
         write_output(rep.to_json() + "\n", None)
     elif args.format == "html":

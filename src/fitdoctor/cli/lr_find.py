@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .common import _positive_int, load_model_file, write_result
+from .common import _positive_int, load_model_file, loss_name, optimizer_name, positive_float, seed_int, write_result
 
 HELP = "learning-rate range test: a suggested learning rate and a range worth trying"
 DESCRIPTION = """\
@@ -31,20 +31,20 @@ def add_parser(subparsers) -> None:
     p.add_argument("data", metavar="DATA", help="CSV (delimiter sniffed), Parquet or .npz (arrays X and y) file")
     p.add_argument("--target", metavar="COL", help="the column to predict (required for CSV and Parquet)")
     p.add_argument("--model", metavar="FILE.keras", help="your Keras model (default: the seeds' Sequential([Dense(1)]))")
-    p.add_argument("--optimizer", metavar="NAME", help="Keras optimizer name (default: the model's, else adam)")
-    p.add_argument("--loss", metavar="NAME", help="Keras loss name (default: the model's, else mse)")
+    p.add_argument("--optimizer", type=optimizer_name, metavar="NAME", help="Keras optimizer name (default: the model's, else adam)")
+    p.add_argument("--loss", type=loss_name, metavar="NAME", help="Keras loss name (default: the model's, else mse)")
     p.add_argument("--batch-size", type=_positive_int, default=32, metavar="N", help="batch size (default: 32)")
-    p.add_argument("--start-lr", type=float, default=1e-6, metavar="LR", help="first learning rate (default: 1e-6)")
-    p.add_argument("--end-lr", type=float, default=10.0, metavar="LR", help="last learning rate (default: 10)")
+    p.add_argument("--start-lr", type=positive_float, default=1e-6, metavar="LR", help="first learning rate (default: 1e-6)")
+    p.add_argument("--end-lr", type=positive_float, default=10.0, metavar="LR", help="last learning rate (default: 10)")
     p.add_argument("--steps", type=_positive_int, default=100, metavar="N", help="sweep steps (default: 100)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the default model and the batch order (default: 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed for the default model and the batch order (default: 0)")
     p.add_argument("--format", choices=("text", "json"), default="text", help="stdout format (default: text)")
     p.add_argument("--output", "-o", metavar="FILE", help="write lr.png (plot), lr.json (JSON) or lr.html (report) instead of stdout")
     p.set_defaults(run=run)
 
 
 def text_summary(f) -> str:
-    from ..reporting.text import fmt
+    from ..reporting.text import fmt, lr_stop_text
 
     lines = [
         f"suggested learning rate: {fmt(f.suggestion_)} ({f.config_.optimizer}, loss {f.config_.loss}, batch {f.config_.batch_size})",
@@ -53,8 +53,9 @@ def text_summary(f) -> str:
     ]
     c = f.candidates_[0]
     lines.append("readings: " + ", ".join(f"{k} {fmt(v)}" for k, v in c.items()))
-    if f.diverged_at_ is not None:
-        lines.append(f"the loss diverged at lr {fmt(f.diverged_at_)}")
+    stop = lr_stop_text(f)
+    if stop is not None:
+        lines.append(stop)
     else:
         lines.append(f"the loss did not diverge up to lr {fmt(f.lrs_[-1])}")
     lines += [f"note: {n}" for n in f.notes_]
@@ -66,11 +67,13 @@ def run(args) -> int:
     from ..experiments import find_lr
     from .compare import default_model, load_data
 
-    ds = load_data(args)
-    model = load_model_file(args.model) if args.model else default_model(ds.X.shape[1], args.seed)
     ext = os.path.splitext(args.output)[1].lower() if args.output else ""
     if args.output and ext not in (".png", ".json", ".html", ".htm", ".txt", ""):
         raise InputError(f"--output must end in .png, .json, .html or .txt (Received --output={args.output!r})")
+    if args.start_lr >= args.end_lr:
+        raise InputError(f"--start-lr must be below --end-lr (Received --start-lr={args.start_lr:g}, --end-lr={args.end_lr:g})")
+    ds = load_data(args)
+    model = load_model_file(args.model) if args.model else default_model(ds.X.shape[1], args.seed)
     finder = find_lr(model, ds.X, ds.y, start_lr=args.start_lr, end_lr=args.end_lr, steps=args.steps,
                      optimizer=args.optimizer, loss=args.loss, batch_size=args.batch_size, seed=args.seed)
     text = finder.to_json() + "\n" if args.format == "json" else text_summary(finder)

@@ -15,6 +15,9 @@ import numpy as np
 from ..errors import InputError
 
 MAX_ONE_HOT_LEVELS = 50
+#: a column whose non-empty cells are at least this share numbers is numeric: its text cells are
+#: read as missing and listed by row, never a reason to turn the whole column into categories
+NUMERIC_SHARE = 0.9
 
 
 @dataclass
@@ -27,6 +30,8 @@ class Dataset:
     target_name: str
     notes: list[str] = field(default_factory=list)
     path: str | None = None
+    #: columns whose type loading changed (text cells read as missing, one-hot encoded, left out)
+    changed_columns: list[str] = field(default_factory=list)
 
     @property
     def finite_rows(self) -> np.ndarray:
@@ -39,7 +44,8 @@ class Dataset:
         notes = list(self.notes)
         if dropped:
             notes.append(f"dropped {len(dropped)} row(s) with empty or non-finite cells: rows {_rows(dropped)}")
-        return Dataset(self.X[ok], self.y[ok], list(self.feature_names), self.target_name, notes, self.path), dropped
+        return (Dataset(self.X[ok], self.y[ok], list(self.feature_names), self.target_name, notes, self.path,
+                        list(self.changed_columns)), dropped)
 
 
 def _rows(rows: list[int], limit: int = 10) -> str:
@@ -72,8 +78,17 @@ def _read_frame(path: str):
         return pd.read_csv(path, sep=sep)  # pandas' C parser: measured faster than pyarrow's on 2 cores
     except pd.errors.EmptyDataError:
         raise InputError(f"{path} is empty: give a CSV file with a header row and at least two data rows") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot parse {path} as CSV ({str(exc).splitlines()[0]}): check the delimiter and quoting") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not UTF-8 text: save it as UTF-8 CSV") from None
+    except (pd.errors.ParserError, ValueError, OverflowError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise InputError(f"cannot parse {path} as CSV ({first}): check the delimiter and quoting") from None
+
+
+def _header_notes(raw_columns, columns: list[str]) -> list[str]:
+    """Say when pandas renamed repeated column names ('a', 'a' -> 'a', 'a.1')."""
+    renamed = [(str(r), c) for r, c in zip(raw_columns, columns) if str(r) != c]
+    return [f"column name(s) repeated in the header: {', '.join(f'{r!r} read as {c!r}' for r, c in renamed)}"] if renamed else []
 
 
 def _target_error(target: str, columns: list[str], path: str) -> InputError:
@@ -98,10 +113,30 @@ def load_dataset(path: str, target: str | None) -> Dataset:
         raise InputError("no target column given: add --target COLUMN")
     frame = _read_frame(path)
     columns = [str(c) for c in frame.columns]
+    if len(set(columns)) != len(columns):
+        raise InputError(f"{path} has repeated column names ({', '.join(sorted({repr(c) for c in columns if columns.count(c) > 1}))}): "
+                         "give every column its own name")
+    header = _csv_header(path) if not path.lower().endswith((".parquet", ".pq")) else columns
     frame.columns = columns
     if target not in columns:
+        parts = [t.strip() for t in target.split(",")]
+        if len(parts) > 1 and all(t in columns for t in parts):
+            raise InputError(f"several target columns ({', '.join(map(repr, parts))}): the command line diagnoses one "
+                             "target at a time; run it once per column")
         raise _target_error(target, columns, path)
-    return prepare_arrays(frame, target, path=path)
+    ds = prepare_arrays(frame, target, path=path)
+    ds.notes[:0] = _header_notes(header, columns) if len(header) == len(columns) else []
+    return ds
+
+
+def _csv_header(path: str) -> list[str]:
+    """The header row as written (pandas renames repeated names)."""
+    try:
+        sep = _sniff_delimiter(path)
+        with open(path, "r", encoding="utf-8-sig", errors="replace", newline="") as fh:
+            return next(csv.reader(fh, delimiter=sep), [])
+    except (OSError, csv.Error, InputError):
+        return []
 
 
 def _load_npz(path: str, target: str | None) -> Dataset:
@@ -117,12 +152,20 @@ def _load_npz(path: str, target: str | None) -> Dataset:
     y = np.asarray(data[ykey])
     if X.ndim == 1:
         X = X.reshape(-1, 1)
-    if X.ndim != 2 or len(X) != len(y):
+    if X.ndim != 2 or y.ndim == 0 or len(X) != len(y):
         raise InputError(f"{path}: X must be 2-D with as many rows as y (X has shape {X.shape}, y has shape {y.shape})")
+    if len(y) < 2:
+        raise InputError(f"{path} holds {len(y)} row(s): regression needs at least two (ideally many more)")
     import pandas as pd
 
+    if X.dtype.kind not in "biuf" or y.dtype.kind not in "biuf":
+        raise InputError(f"{path}: X and {ykey!r} must hold numbers (X is {X.dtype}, {ykey} is {y.dtype}): save numeric arrays")
+    yy = np.asarray(y).reshape(len(y), -1)
+    if yy.shape[1] != 1:
+        raise InputError(f"{path}: {ykey!r} has {yy.shape[1]} columns (shape {y.shape}): the command line diagnoses one "
+                         f"target at a time; save one column, e.g. {ykey}={ykey}[:, 0]")
     frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
-    frame[ykey] = np.asarray(y).reshape(len(y), -1)[:, 0]
+    frame[ykey] = yy[:, 0]
     return prepare_arrays(frame, ykey, path=path)
 
 
@@ -139,13 +182,19 @@ def prepare_arrays(frame, target: str, *, path: str | None = None) -> Dataset:
     ycol = frame[target]
     if not pd.api.types.is_numeric_dtype(ycol):
         converted = pd.to_numeric(ycol, errors="coerce")
-        bad = ycol[converted.isna() & ycol.notna()]
-        if len(bad):
-            raise InputError(f"target column {target!r} is not numeric (e.g. {str(bad.iloc[0])!r} in row {int(bad.index[0])}): fitdoctor diagnoses regression; convert the column to numbers")
+        is_text = (converted.isna() & ycol.notna()).to_numpy()
+        if is_text.any():
+            rows = np.flatnonzero(is_text).tolist()
+            raise InputError(f"target column {target!r} is not numeric: it holds text ({str(ycol[is_text].iloc[0])!r}) at row(s) {_rows(rows)}: "
+                             "fitdoctor diagnoses regression; convert the column to numbers")
         ycol = converted
     y = ycol.to_numpy(dtype=np.float64, na_value=np.nan)
     if np.isnan(y).all():
         raise InputError(f"target column {target!r} is empty in every row: choose another --target")
+    yf = y[np.isfinite(y)]
+    if len(yf) >= 1 and (yf == yf[0]).all():
+        raise InputError(f"target column {target!r} holds the same value ({yf[0]:g}) in every row: there is nothing to "
+                         "learn; choose another --target")
     feature_cols = [c for c in frame.columns if c != target]
     if not feature_cols:
         raise InputError(f"{where} has no feature column besides the target {target!r}: add the columns to predict it from")
@@ -154,7 +203,7 @@ def prepare_arrays(frame, target: str, *, path: str | None = None) -> Dataset:
         X = frame[feature_cols].to_numpy(dtype=np.float64, na_value=np.nan)
         return _checked(X, y, [str(c) for c in feature_cols], target, notes, path, where)
     features = frame[feature_cols]
-    numeric, encoded = [], []
+    numeric, encoded, changed = [], [], []
     for col in features.columns:
         s = features[col]
         if pd.api.types.is_bool_dtype(s):
@@ -163,9 +212,19 @@ def prepare_arrays(frame, target: str, *, path: str | None = None) -> Dataset:
             numeric.append(s.astype(np.float64))
             continue
         conv = pd.to_numeric(s, errors="coerce")
-        if conv.notna().sum() == s.notna().sum():
+        n_given, n_numbers = int(s.notna().sum()), int(conv.notna().sum())
+        if n_numbers == n_given:
             numeric.append(conv.astype(np.float64))
             continue
+        if n_numbers >= NUMERIC_SHARE * n_given:  # a numeric column with a few text cells
+            text_rows = np.flatnonzero((conv.isna() & s.notna()).to_numpy()).tolist()
+            examples = ", ".join(sorted({repr(str(v)) for v in s[conv.isna() & s.notna()].iloc[:3]}))
+            notes.append(f"column {col!r} holds text ({examples}) at row(s) {_rows(text_rows)}: read as missing "
+                         "(those rows count as rows with empty cells)")
+            changed.append(str(col))
+            numeric.append(conv.astype(np.float64))
+            continue
+        changed.append(str(col))
         levels = s.astype("string").fillna("<missing>")
         if levels.nunique() > MAX_ONE_HOT_LEVELS:
             notes.append(f"column {col!r} is text with {levels.nunique()} distinct values: left out of the analysis (encode it yourself)")
@@ -180,12 +239,34 @@ def prepare_arrays(frame, target: str, *, path: str | None = None) -> Dataset:
     Xf = pd.concat(numeric, axis=1)
     names = [str(c) for c in Xf.columns]
     X = Xf.to_numpy(dtype=np.float64, na_value=np.nan)
-    return _checked(X, y, names, target, notes, path, where)
+    ds = _checked(X, y, names, target, notes, path, where)
+    ds.changed_columns = changed
+    return ds
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _float32_note(X, y, names, target) -> list[str]:
+    """Say where values exceed float32's range: Keras trains in float32, where they are infinite."""
+    with np.errstate(invalid="ignore"):
+        if not (np.nanmax(np.abs(X), initial=0.0) > FLOAT32_MAX or np.nanmax(np.abs(y), initial=0.0) > FLOAT32_MAX):
+            return []
+        big = np.c_[np.abs(X) > FLOAT32_MAX, np.abs(y) > FLOAT32_MAX] & np.isfinite(np.c_[X, y])
+    if not big.any():
+        return []
+    cols = [(names + [target])[c] for c in np.flatnonzero(big.any(axis=0))]
+    rows = np.flatnonzero(big.any(axis=1)).tolist()
+    return [f"column(s) {', '.join(map(repr, cols))} hold values beyond float32's range (3.4e38) at row(s) {_rows(rows)}: "
+            "Keras trains in float32, where they become infinite; rescale them"]
 
 
 def _checked(X, y, names, target, notes, path, where) -> Dataset:
     """Refuse empty columns and cells that overflowed float64."""
-    if np.isfinite(X.sum(axis=0)).all() and np.isfinite(y.sum()):
+    with np.errstate(over="ignore", invalid="ignore"):
+        all_finite = np.isfinite(X.sum(axis=0)).all() and np.isfinite(y.sum())
+    notes.extend(_float32_note(X, y, names, target))
+    if all_finite:
         return Dataset(X=X, y=y, feature_names=names, target_name=target, notes=notes, path=path)  # no NaN, no inf
     all_nan = np.isnan(X).all(axis=0)
     if all_nan.any():

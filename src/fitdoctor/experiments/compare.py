@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import InputError
 from ..findings import to_jsonable
 from ..model.inspect import DEFAULT_LR, canonical_loss, describe_model, read_training_config
+from ..context import mean_reference
 from ..reference import Reference, compute_reference
 from .engine import RunResult, RunSpec, grid_specs, train_runs
 
@@ -68,27 +69,30 @@ class Comparison:
     """
 
     def __init__(self, *, grid: dict[str, list] | None = None, epochs: int | None = None,
-                 batch_size: int | None = None, seed: int = 0, engine: str = "auto"):
+                 batch_size: int | None = None, seed: int = 0, engine: str = "auto", executor=None):
         self.grid = grid
         self.epochs = epochs
         self.batch_size = batch_size
         self.seed = seed
         self.engine = engine
+        self.executor = executor
 
     # ----------------------------------------------------------------------------------------
     def fit(self, model, X, y, *, callback: Callable[[int, int], None] | None = None,
             reference: Reference | None = None) -> "Comparison":
         grid = _validate_grid(self.grid or {})
         X = np.asarray(X, dtype=np.float64)
-        X = X.reshape(len(X), -1)
-        y = np.asarray(y, dtype=np.float64).reshape(len(X), -1)[:, 0]
+        if X.ndim == 1:
+            X = X.reshape(-1, 1)
+        Y = np.asarray(y, dtype=np.float64).reshape(len(X), -1)  # every target column is kept
+        y = Y[:, 0] if Y.shape[1] == 1 else Y
         if not (np.isfinite(X).all() and np.isfinite(y).all()):
             raise InputError("X and y contain NaN or infinite values: drop those rows first (Dataset.dropna())")
         cfg = read_training_config(model, epochs=self.epochs, batch_size=self.batch_size)
-        # the compiled rate is a float32 variable: 0.01 reads back as 0.009999999776; keep 7 digits
-        base = RunSpec(optimizer=cfg.optimizer, learning_rate=float(f"{cfg.learning_rate:.7g}"), loss=cfg.loss,
+        base = RunSpec(optimizer=cfg.optimizer, learning_rate=float(cfg.learning_rate), loss=cfg.loss,
                        huber_delta=cfg.huber_delta, epochs=int(cfg.epochs or DEFAULT_EPOCHS),
-                       batch_size=int(cfg.batch_size or 32), clipnorm=cfg.clipnorm, momentum=cfg.momentum)
+                       batch_size=int(cfg.batch_size or 32), clipnorm=cfg.clipnorm, momentum=cfg.momentum,
+                       optimizer_config=cfg.optimizer_config, loss_object=cfg.loss_object)
         specs = grid_specs(grid, base)
         if "learning_rate" not in grid and getattr(model, "optimizer", None) is None:
             # no rate anywhere: each optimizer runs at its own Keras default
@@ -98,11 +102,16 @@ class Comparison:
             linear = info.is_linear
         except Exception:
             linear = True
-        self.reference_ = reference if reference is not None else compute_reference(X, y, nonlinear=not linear, seed=self.seed)
+        if reference is None:
+            flat = X.reshape(len(X), -1)  # sequences and images: references on the flattened rows
+            refs = [compute_reference(flat, Y[:, j], nonlinear=not linear, seed=self.seed) for j in range(Y.shape[1])]
+            reference = refs[0] if len(refs) == 1 else mean_reference(refs)  # several targets: mean over columns
+        self.reference_ = reference
         self.linear_model_ = linear
-        self.optimum_ = float(self.reference_.optimum(linear=linear))
+        self.optimum_ = float(self.reference_.effective_optimum(linear=linear))  # floored: noiseless data has no ratio to ~0
         self.n_rows_ = int(len(y))
-        self.runs_: list[RunResult] = train_runs(model, X, y, specs, seed=self.seed, engine=self.engine, callback=callback)
+        self.runs_: list[RunResult] = train_runs(model, X, y, specs, seed=self.seed, engine=self.engine, callback=callback,
+                                                 executor=self.executor)
         self.results_ = self._table()
         return self
 
@@ -138,28 +147,17 @@ class Comparison:
         return self.runs_[min(range(len(key)), key=key.__getitem__)]
 
     def plot(self, ax=None, *, title: str | None = None):
-        """Training curves (MSE in original units per epoch, log-scale y) and the optimum; returns ax."""
-        if ax is None:
-            import matplotlib.pyplot as plt
+        """Training curves (MSE in original units per epoch, log-scale y) and the optimum; returns ax.
 
-            fig, ax = plt.subplots(figsize=(9, 5.5))
-        else:
-            fig = ax.figure
-        for r in self.runs_:
-            curve = np.where(np.isfinite(r.mse) & (r.mse > 0), r.mse, np.nan)
-            epochs = np.arange(1, len(curve) + 1)
-            label = f"{r.spec.label()} (final {r.final_mse:.3g}{', diverged' if r.diverged else ''})"
-            ax.plot(epochs, curve, label=label, linestyle="--" if r.spec.scale_y else "-")
-        ax.axhline(self.optimum_, color="black", linewidth=1, linestyle=":",
-                   label=f"{'least-squares' if self.linear_model_ else 'reference'} optimum {self.optimum_:.3g}")
-        ax.set_yscale("log")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("MSE on the training data (original units, log scale)")
-        ax.set_title(title or f"{len(self.runs_)} configurations, {self.n_rows_} rows")
-        ax.legend(fontsize="small")
-        ax.grid(True, which="major", alpha=0.3)
-        self.ax_, self.figure_ = ax, fig
-        return ax
+        Drawn by :class:`fitdoctor.reporting.plots.TrainingCurvesDisplay` (distinct styles for up to
+        32 runs, legend outside the axes, y-range set by the runs that did not diverge)."""
+        from ..reporting.plots import TrainingCurvesDisplay
+
+        display = TrainingCurvesDisplay.from_comparison(self, ax=ax)
+        if title:
+            display.ax_.set_title(title)
+        self.ax_, self.figure_ = display.ax_, display.figure_
+        return self.ax_
 
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable({
@@ -195,16 +193,26 @@ class Comparison:
             return f"Comparison(grid={self.grid!r}, epochs={self.epochs!r}, batch_size={self.batch_size!r}, seed={self.seed!r})"
         return f"<Comparison of {len(self.runs_)} runs, optimum {self.optimum_:.4g}>"
 
+    def _repr_html_(self) -> str | None:
+        """A notebook cell's view: the HTML report's verdict, results table and curves (None before fit)."""
+        if not hasattr(self, "runs_"):
+            return None
+        from ..reporting.html import notebook_html
+
+        return notebook_html(self)
+
 
 def compare(model, X, y, *, grid: dict[str, list] | None = None, epochs: int | None = None,
             batch_size: int | None = None, seed: int = 0, engine: str = "auto",
-            callback: Callable[[int, int], None] | None = None) -> Comparison:
+            callback: Callable[[int, int], None] | None = None, executor=None) -> Comparison:
     """Train ``model`` under every configuration of ``grid`` and compare them with the optimum.
 
     ``grid`` is a dict of lists over ``optimizer``, ``learning_rate``, ``scale_x``, ``scale_y``
     and ``loss`` (any subset); the runs are the product of the lists. What the grid does not set
     comes from the model's compile settings (else adam, 1e-3, mse); ``epochs`` and ``batch_size``
     default to 200 and 32. The model is never modified: every run starts from its current weights.
+    ``executor``: where the runs train, ``"auto"`` (this process on JAX, a JAX worker process on
+    TensorFlow), ``"inprocess"``, ``"worker"`` or ``"ray"`` (see :mod:`fitdoctor.experiments.executors`).
 
     Example::
 
@@ -214,5 +222,6 @@ def compare(model, X, y, *, grid: dict[str, list] | None = None, epochs: int | N
         cmp.results_            # one row a run: final_loss, best_loss, epochs_to_optimum, diverged
         cmp.plot()
     """
-    return Comparison(grid=grid, epochs=epochs, batch_size=batch_size, seed=seed, engine=engine).fit(
+    return Comparison(grid=grid, epochs=epochs, batch_size=batch_size, seed=seed, engine=engine,
+                      executor=executor).fit(
         model, X, y, callback=callback)

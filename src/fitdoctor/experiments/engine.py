@@ -24,6 +24,7 @@ import contextlib
 import functools
 import gc
 import itertools
+import json
 from collections import OrderedDict
 from dataclasses import dataclass, field, asdict
 from typing import Any, Callable, Sequence
@@ -31,7 +32,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..model.inspect import canonical_loss, architecture_signature
+from ..model.inspect import (architecture_signature, canonical_loss, check_target_varies, loss_display_name,
+                             optimizer_settings)
+from ..model.replica import clone_model, clone_with_state, copy_state, dummy_inputs, finalize_state
 
 #: a run has diverged when its MSE is non-finite or ends above this multiple of its initial MSE
 DIVERGENCE_FACTOR = 1e3
@@ -54,11 +57,22 @@ class RunSpec:
     batch_size: int = 32
     clipnorm: float | None = None
     momentum: float = 0.0          # SGD only
+    #: the user's optimizer, fully (keras.optimizers.serialize as JSON): used while its class is ``optimizer``
+    optimizer_config: str | None = None
+    #: the user's loss object (Loss instance/subclass, function): used while its name is ``loss``
+    loss_object: Any = None
 
     def label(self) -> str:
         parts = [self.optimizer, f"lr={self.learning_rate:g}"]
         if self.loss != "mse":
-            parts.append(f"huber(delta={self.huber_delta:g})" if self.loss == "huber" else self.loss)
+            parts.append(f"huber(delta={self.huber_delta:g})" if self.loss == "huber" and self.loss_object is None
+                         else self.loss)
+        settings = optimizer_settings(self.optimizer_config) if _config_class(self.optimizer_config) == self.optimizer else {}
+        for k, v in settings.items():
+            if k == "schedule":
+                parts.append(f"schedule={v.get('class_name', 'schedule')}")
+            elif k not in ("momentum", "clipnorm") or not getattr(self, k, None):
+                parts.append(f"{k}={v:g}" if isinstance(v, float) else (k if v is True else f"{k}={v}"))
         if self.momentum:
             parts.append(f"momentum={self.momentum:g}")
         if self.clipnorm:
@@ -70,7 +84,30 @@ class RunSpec:
         return " ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["optimizer_config"] = None if self.optimizer_config is None else json.loads(self.optimizer_config)
+        d["loss_object"] = None if self.loss_object is None else loss_display_name(self.loss_object)
+        return d
+
+    @property
+    def uses_user_loss(self) -> bool:
+        return self.loss_object is not None and canonical_loss(self.loss_object) == canonical_loss(self.loss)
+
+    @property
+    def uses_user_optimizer(self) -> bool:
+        return _config_class(self.optimizer_config) == self.optimizer
+
+    @property
+    def has_schedule(self) -> bool:
+        if not self.uses_user_optimizer:
+            return False
+        return isinstance(json.loads(self.optimizer_config)["config"].get("learning_rate"), dict)
+
+
+def _config_class(optimizer_config: str | None) -> str | None:
+    if not optimizer_config:
+        return None
+    return str(json.loads(optimizer_config).get("class_name", "")).lower()
 
 
 @dataclass
@@ -109,8 +146,28 @@ def _keras():
 
 
 def make_optimizer(spec: RunSpec):
-    """A fresh Keras optimizer for ``spec`` (its Keras defaults for everything not in the spec)."""
+    """A fresh Keras optimizer for ``spec``: the user's full optimizer config while the spec keeps its
+    class (learning rate, clipnorm and SGD momentum from the spec on top; a learning-rate schedule
+    is kept and starts at the spec's rate), else the named optimizer with its Keras defaults."""
     keras = _keras()
+    if spec.uses_user_optimizer:
+        ser = json.loads(spec.optimizer_config)
+        cfg = dict(ser["config"])
+        lr = cfg.get("learning_rate")
+        if isinstance(lr, dict):
+            lr = json.loads(json.dumps(lr))
+            lr.setdefault("config", {})["initial_learning_rate"] = float(spec.learning_rate)
+            cfg["learning_rate"] = lr
+        else:
+            cfg["learning_rate"] = float(spec.learning_rate)
+        if spec.clipnorm and not cfg.get("global_clipnorm") and not cfg.get("clipvalue"):
+            cfg["clipnorm"] = float(spec.clipnorm)
+        if spec.momentum and spec.optimizer == "sgd":
+            cfg["momentum"] = float(spec.momentum)
+        try:
+            return keras.optimizers.deserialize({**ser, "config": cfg})
+        except Exception:  # an optimizer Keras cannot rebuild from its config: its class defaults below
+            pass
     cfg: dict[str, Any] = {"learning_rate": float(spec.learning_rate)}
     if spec.clipnorm:
         cfg["clipnorm"] = float(spec.clipnorm)
@@ -124,7 +181,35 @@ def make_optimizer(spec: RunSpec):
 
 
 def make_loss(spec: RunSpec) -> Callable:
-    """The per-sample Keras loss function ``f(y_true, y_pred) -> (batch,)`` for ``spec``."""
+    """The loss ``model.compile`` gets for ``spec``: the user's object as given (a ``Loss`` instance
+    or subclass, a function) while the spec keeps its name, else the Keras loss of that name."""
+    if spec.uses_user_loss:
+        return spec.loss_object
+    return _builtin_loss(spec)
+
+
+def per_sample_loss(spec: RunSpec) -> Callable:
+    """The per-sample loss ``f(y_true, y_pred) -> (batch, ...)`` the vectorised engine masks and averages.
+
+    A ``Loss`` object contributes its unreduced ``call``; a plain function is used as it is (one
+    that reduces over the batch itself cannot be masked: the engine then fails to trace and the
+    runs go sequential, saying why).
+    """
+    keras = _keras()
+    if spec.uses_user_loss:
+        obj = spec.loss_object
+        if isinstance(obj, keras.losses.Loss):
+            def unreduced(y_true, y_pred):
+                y_pred = keras.ops.convert_to_tensor(y_pred)
+                y_true = keras.ops.cast(y_true, y_pred.dtype)
+                return obj.call(y_true, y_pred)
+
+            return unreduced
+        return obj
+    return _builtin_loss(spec)
+
+
+def _builtin_loss(spec: RunSpec) -> Callable:
     keras = _keras()
     name = canonical_loss(spec.loss)
     if name == "huber":
@@ -139,8 +224,8 @@ def make_loss(spec: RunSpec) -> Callable:
     except (ValueError, TypeError):
         fn = None
     if fn is None or not callable(fn):
-        raise InputError(f"unknown loss {spec.loss!r}: use a Keras loss name such as mse, mae, huber, log_cosh "
-                         f"(Received loss={spec.loss!r})")
+        raise InputError(f"unknown loss {spec.loss!r}: use a Keras loss name such as mse, mae, huber, log_cosh, "
+                         f"or pass the loss function or Loss object itself (Received loss={spec.loss!r})")
     return fn
 
 
@@ -151,7 +236,7 @@ def _validate_specs(specs: Sequence[RunSpec]) -> None:
             raise InputError(f"learning rates must be positive numbers (Received learning_rate={s.learning_rate!r})")
         if int(s.epochs) < 1 or int(s.batch_size) < 1:
             raise InputError(f"epochs and batch_size must be positive (Received epochs={s.epochs!r}, batch_size={s.batch_size!r})")
-        kind = (s.optimizer, s.clipnorm, s.momentum, s.loss, s.huber_delta)
+        kind = (s.optimizer, s.clipnorm, s.momentum, s.loss, s.huber_delta, s.optimizer_config, id(s.loss_object))
         if kind not in checked:  # building a Keras optimizer costs a millisecond: once per kind
             make_optimizer(s)
             make_loss(s)
@@ -160,24 +245,31 @@ def _validate_specs(specs: Sequence[RunSpec]) -> None:
 
 @dataclass
 class _Data:
-    X: np.ndarray   # float32 (n, d), raw
-    y: np.ndarray   # float32, shaped like the model output (n,) or (n, 1)
-    x_mean: np.ndarray
+    X: np.ndarray   # float32 (n, ...) raw: (n, d) tables, (n, steps, d) sequences, (n, h, w, c) images
+    y: np.ndarray   # float32, shaped like the model output: (n,) or (n, k)
+    x_mean: np.ndarray  # (d,) over every axis but the last (the features)
     x_std: np.ndarray
-    y_mean: float
-    y_std: float
+    y_mean: np.ndarray  # (k,) per target column
+    y_std: np.ndarray
 
-    def norm(self, spec: RunSpec) -> tuple[np.ndarray, np.ndarray, np.float32, np.float32]:
-        d = self.X.shape[1]
+    def _y_stat(self, values: np.ndarray, scale: bool, neutral: float) -> np.ndarray:
+        v = values if scale else np.full(len(values), neutral)
+        return np.asarray(v if self.y.ndim >= 2 else v[0], dtype=np.float32)
+
+    def norm(self, spec: RunSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        d = self.X.shape[-1]
         xm = self.x_mean if spec.scale_x else np.zeros(d, np.float32)
         xs = self.x_std if spec.scale_x else np.ones(d, np.float32)
-        ym = np.float32(self.y_mean if spec.scale_y else 0.0)
-        ys = np.float32(self.y_std if spec.scale_y else 1.0)
-        return xm, xs, ym, ys
+        return xm, xs, self._y_stat(self.y_mean, spec.scale_y, 0.0), self._y_stat(self.y_std, spec.scale_y, 1.0)
 
     def transformed(self, spec: RunSpec) -> tuple[np.ndarray, np.ndarray]:
         xm, xs, ym, ys = self.norm(spec)
         return (self.X - xm) / xs, (self.y - ym) / ys
+
+    @property
+    def y_table(self) -> np.ndarray:
+        """The targets as (n, k) float64, original units."""
+        return self.y.reshape(len(self.y), -1).astype(np.float64)
 
 
 def _prepare_data(base, X, y) -> _Data:
@@ -185,22 +277,31 @@ def _prepare_data(base, X, y) -> _Data:
     if X.ndim == 1:
         X = X.reshape(-1, 1)
     y = np.asarray(y, dtype=np.float64).reshape(len(X), -1)
-    if y.shape[1] != 1:
-        raise InputError(f"fitdoctor trains single-output regression; y has {y.shape[1]} columns (Received y.shape={y.shape})")
+    outputs = getattr(base, "outputs", None) or []
+    out_shape = tuple(outputs[0].shape) if outputs else (None, y.shape[1])
+    out_units = int(np.prod([d for d in out_shape[1:] if d is not None])) if len(out_shape) > 1 else 1
+    if y.shape[1] != out_units and not (y.shape[1] == 1 and out_units == 1):
+        raise InputError(f"the model predicts {out_units} value(s) per row but y has {y.shape[1]} column(s) "
+                         f"(Received y.shape={y.shape})")
     if not (np.isfinite(X).all() and np.isfinite(y).all()):
         raise InputError("X and y must be finite: drop the rows with NaN or infinite values first (Dataset.dropna())")
     if len(X) < 1:
         raise InputError("no rows to train on")
-    out_rank = len(base.outputs[0].shape) if getattr(base, "outputs", None) else 2
-    x_std = X.std(axis=0)
+    check_target_varies(y)
+    axes = tuple(range(X.ndim - 1))  # every axis but the features
+    x_std = X.std(axis=axes)
     x_std[x_std == 0] = 1.0
-    y_std = float(y.std()) or 1.0
+    y_std = y.std(axis=0)
+    y_std[y_std == 0] = 1.0
+    y_model = y if len(out_shape) >= 2 else y[:, 0]
+    if len(out_shape) > 2:  # (n, steps, k) outputs
+        y_model = y.reshape((len(y),) + tuple(int(d) for d in out_shape[1:]))
     return _Data(
         X=X.astype(np.float32),
-        y=(y if out_rank >= 2 else y[:, 0]).astype(np.float32),
-        x_mean=X.mean(axis=0).astype(np.float32),
+        y=y_model.astype(np.float32),
+        x_mean=X.mean(axis=axes).astype(np.float32),
         x_std=x_std.astype(np.float32),
-        y_mean=float(y.mean()),
+        y_mean=y.mean(axis=0),
         y_std=y_std,
     )
 
@@ -210,13 +311,16 @@ def _base_model(model, X: np.ndarray, seed: int):
     keras = _keras()
     keras.utils.set_random_seed(seed)
     try:
-        base = keras.models.clone_model(model)
+        base = clone_model(model)
     except Exception as exc:  # subclassed models without get_config
         raise InputError(f"cannot clone the model ({type(exc).__name__}): give a Sequential or functional Keras model") from None
     if not base.built:
-        base.build((None, X.shape[1]))
+        if getattr(model, "inputs", None):
+            base(dummy_inputs(model))
+        else:
+            base.build((None,) + tuple(np.shape(X)[1:]))
     if model.built:
-        base.set_weights(model.get_weights())
+        copy_state(model, base)  # every variable (adapted statistics included), then finalize_state
     return base
 
 
@@ -242,15 +346,23 @@ def vectorized_unsupported_reason(model) -> str | None:
     return None
 
 
-def _converted_loss(curve: np.ndarray, spec: RunSpec, y_std: float) -> np.ndarray:
+def _converted_loss(curve: np.ndarray, spec: RunSpec, y_std) -> np.ndarray:
+    """The training loss in original units (several targets: scaled by the mean of their factors)."""
     curve = np.asarray(curve, dtype=np.float64)
-    if spec.scale_y:
+    y_std = np.asarray(y_std, dtype=np.float64)
+    if spec.scale_y and not spec.uses_user_loss:
         name = canonical_loss(spec.loss)
         if name == "mse":
-            return curve * y_std**2
+            return curve * float(np.mean(y_std**2))
         if name == "mae":
-            return curve * y_std
+            return curve * float(np.mean(y_std))
     return curve
+
+
+def _plain(v: np.ndarray):
+    """One target: a float (as before); several: an array."""
+    v = np.asarray(v, dtype=np.float64)
+    return float(v.reshape(-1)[0]) if v.size == 1 else v
 
 
 def _result(spec, loss_curve, mse_curve, mse0, weights, ntw, data: _Data, engine, note="") -> RunResult:
@@ -268,8 +380,8 @@ def _result(spec, loss_curve, mse_curve, mse0, weights, ntw, data: _Data, engine
         weights=[np.asarray(w) for w in weights],
         x_mean=data.x_mean.astype(np.float64) if spec.scale_x else None,
         x_std=data.x_std.astype(np.float64) if spec.scale_x else None,
-        y_mean=data.y_mean if spec.scale_y else None,
-        y_std=data.y_std if spec.scale_y else None,
+        y_mean=_plain(data.y_mean) if spec.scale_y else None,
+        y_std=_plain(data.y_std) if spec.scale_y else None,
         engine=engine,
         initial_mse=float(mse0),
         note=note,
@@ -284,12 +396,13 @@ def _result(spec, loss_curve, mse_curve, mse0, weights, ntw, data: _Data, engine
 def _predict(model, X: np.ndarray, chunk: int = 65536) -> np.ndarray:
     keras = _keras()
     outs = [keras.ops.convert_to_numpy(model(X[i:i + chunk], training=False)) for i in range(0, len(X), chunk)]
-    return np.concatenate(outs).reshape(len(X), -1)[:, 0].astype(np.float64)
+    return np.concatenate(outs).reshape(len(X), -1).astype(np.float64)
 
 
 def _mse_orig(model, Xs, y_orig, ym, ys) -> float:
+    """MSE in original units, averaged over rows and target columns; ``y_orig`` is (n, k)."""
     with np.errstate(over="ignore", invalid="ignore"):
-        pred = _predict(model, Xs) * float(ys) + float(ym)
+        pred = _predict(model, Xs) * np.reshape(ys, (1, -1)) + np.reshape(ym, (1, -1))
         return float(np.mean((pred - y_orig) ** 2))
 
 
@@ -297,9 +410,8 @@ def _run_sequential(base, data: _Data, spec: RunSpec, seed: int, note: str = "")
     keras = _keras()
     Xs, ys_ = data.transformed(spec)
     _, _, ym, ysd = data.norm(spec)
-    y_orig = data.y.reshape(len(data.y), -1)[:, 0].astype(np.float64)
-    m = keras.models.clone_model(base)
-    m.set_weights(base.get_weights())
+    y_orig = data.y_table
+    m = clone_with_state(base)
     loss_fn = make_loss(spec)
     m.compile(optimizer=make_optimizer(spec), loss=loss_fn)
     mse0 = _mse_orig(m, Xs, y_orig, ym, ysd)
@@ -323,10 +435,14 @@ def _run_sequential(base, data: _Data, spec: RunSpec, seed: int, note: str = "")
 
 def _group_key(spec: RunSpec, fused: bool = False):
     """Runs with equal keys train in one vmapped program; fused runs of any of the fused optimizers share one."""
-    shape = (canonical_loss(spec.loss), float(spec.huber_delta), int(spec.batch_size), int(spec.epochs))
+    user_loss = id(spec.loss_object) if spec.uses_user_loss else None
+    shape = (canonical_loss(spec.loss), float(spec.huber_delta), user_loss, int(spec.batch_size), int(spec.epochs))
     if fused:
         return ("fused",) + shape
-    return (spec.optimizer,) + shape + (spec.clipnorm, float(spec.momentum))
+    # a schedule has no learning-rate variable to set per run: each rate is its own group
+    return ((spec.optimizer,) + shape + (spec.clipnorm, float(spec.momentum),
+            spec.optimizer_config if spec.uses_user_optimizer else None,
+            float(spec.learning_rate) if spec.has_schedule else None))
 
 
 def shuffled_batches(n: int, batch_size: int, n_epochs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -356,9 +472,14 @@ class _Stepper:
         optimizer.build(base.trainable_variables)
         self.lr_pos = [i for i, v in enumerate(optimizer.variables)
                        if v is getattr(optimizer, "_learning_rate", None) or v.name == "learning_rate"]
-        if len(self.lr_pos) != 1:
+        schedule = isinstance(getattr(optimizer, "_learning_rate", None),
+                              _keras().optimizers.schedules.LearningRateSchedule)
+        if schedule and not self.lr_pos:
+            self.lr_pos = None  # the schedule computes the rate from the iteration count (one rate per group)
+        elif len(self.lr_pos) != 1:
             raise RuntimeError("cannot locate the optimizer's learning-rate variable")
-        self.lr_pos = self.lr_pos[0]
+        else:
+            self.lr_pos = self.lr_pos[0]
 
     def model_state(self):
         tv = [v.value for v in self.base.trainable_variables]
@@ -377,6 +498,8 @@ class _Stepper:
         import jax.numpy as jnp
 
         ov = list(ov)
+        if self.lr_pos is None:
+            return ov
         ov[self.lr_pos] = jnp.asarray(lr, dtype=ov[self.lr_pos].dtype)
         return ov
 
@@ -433,17 +556,24 @@ _FUSED_KEYS = ("lr", "b1", "keep", "add", "eps_in", "eps_out", "bias", "scale", 
 
 def fused_coefficients(spec: RunSpec) -> dict[str, float] | None:
     """The fused update rule's coefficients for ``spec`` (None when the rule cannot express it)."""
-    c = _fused_coefficients(spec.optimizer, spec.clipnorm, float(spec.momentum))
+    config = spec.optimizer_config if spec.uses_user_optimizer else None
+    c = _fused_coefficients(spec.optimizer, spec.clipnorm, float(spec.momentum), config)
     return None if c is None else {**c, "lr": float(spec.learning_rate)}
 
 
 @functools.lru_cache(maxsize=64)
-def _fused_coefficients(optimizer: str, clipnorm: float | None, momentum: float) -> dict[str, float] | None:
-    opt = make_optimizer(RunSpec(optimizer=optimizer, clipnorm=clipnorm, momentum=momentum))
+def _fused_coefficients(optimizer: str, clipnorm: float | None, momentum: float,
+                        optimizer_config: str | None = None) -> dict[str, float] | None:
+    """Coefficients of the fused rule, or None when the optimizer has any setting the rule cannot
+    express (then Keras's own ``stateless_apply`` runs it)."""
+    opt = make_optimizer(RunSpec(optimizer=optimizer, clipnorm=clipnorm, momentum=momentum,
+                                 optimizer_config=optimizer_config))
     cfg = opt.get_config()
     if any(cfg.get(k) for k in ("clipvalue", "global_clipnorm", "weight_decay", "use_ema",
                                 "gradient_accumulation_steps", "loss_scale_factor")):
         return None
+    if isinstance(cfg.get("learning_rate"), dict) or not isinstance(cfg.get("learning_rate"), (int, float)):
+        return None  # a learning-rate schedule
     kind = type(opt).__name__
     c = {"lr": float(cfg["learning_rate"]), "b1": 0.0, "keep": 0.0, "add": 0.0, "eps_in": 0.0, "eps_out": 0.0,
          "bias": 0.0, "scale": 1.0, "clip": float(cfg.get("clipnorm") or 0.0), "v0": 0.0}
@@ -516,8 +646,8 @@ def _fusable(base, spec: RunSpec) -> bool:
 
 def _make_stepper(base, spec: RunSpec, fused: bool) -> _Stepper:
     if fused:
-        return _FusedStepper(base, make_loss(spec))
-    return _Stepper(base, make_optimizer(spec), make_loss(spec))
+        return _FusedStepper(base, per_sample_loss(spec))
+    return _Stepper(base, make_optimizer(spec), per_sample_loss(spec))
 
 
 def _stack(values: list, n: int) -> list[np.ndarray]:
@@ -535,6 +665,15 @@ _COMPILER_OPTIONS = (
     {"xla_backend_optimization_level": 0},
     {},
 )
+#: H5 (#14): programs with more arithmetic than this (runs x rows passed forward, in training and in
+#: the per-epoch evaluations, x parameters) compile at XLA's default optimisation level instead
+#: (fusion emitters still off, which halves compilation): level 0 makes the generated code 4-10x
+#: slower per step. Measured on this CPU: 16 runs of a 2-32-32-1 MLP on 10,000 rows for 10 epochs
+#: (work 4e9) ran 1.93 s at level 0, 0.5 s optimised; 8 runs of a 20-64-64-1 MLP on 1,000 rows for
+#: 20 epochs (work 2e9) 1.1-1.4 s vs 0.17 s, compiling 1.9-2.1 s instead of 1.5-2.5 s (a busy machine);
+#: the 16-run income grid (work 5e5) runs equally fast either way and compiles fastest at level 0.
+OPTIMISE_ABOVE_WORK = 1e8
+_OPTIMISED_COMPILER_OPTIONS = ({"xla_cpu_use_fusion_emitters": False}, {})
 
 
 def _group_program(base, data: _Data, specs: list[RunSpec], seed: int, fused: bool = False):
@@ -631,16 +770,25 @@ def _no_gc():
             gc.enable()
 
 
-def _compile(lowered):
-    for i, options in enumerate(_COMPILER_OPTIONS):
+def _compile(lowered, optimise: bool = False):
+    option_sets = _OPTIMISED_COMPILER_OPTIONS if optimise else _COMPILER_OPTIONS
+    for i, options in enumerate(option_sets):
         try:
             return lowered.compile(compiler_options=options) if options else lowered.compile()
         except Exception:  # an XLA build without one of the options: try the next set
-            if i == len(_COMPILER_OPTIONS) - 1:
+            if i == len(option_sets) - 1:
                 raise
 
 
-def _compile_and_run(fn, args, key=None):
+def _training_work(base, data: _Data, groups: list[list[RunSpec]]) -> float:
+    """Runs x rows passed forward (padded training batches + per-epoch evaluation) x parameters."""
+    n_params = sum(int(np.prod(v.shape)) for v in base.trainable_variables)
+    n = len(data.X)
+    return float(sum(len(g) * int(g[0].epochs) * (-(-n // int(g[0].batch_size)) * int(g[0].batch_size) + n)
+                     for g in groups) * n_params)
+
+
+def _compile_and_run(fn, args, key=None, optimise: bool = False):
     """jit, lower and compile ``fn`` for ``args`` (reusing a program compiled for the same key), run it."""
     import jax
 
@@ -648,7 +796,7 @@ def _compile_and_run(fn, args, key=None):
     if compiled is None:
         with _no_gc():
             lowered = jax.jit(fn).lower(*args)
-            compiled = _compile(lowered)
+            compiled = _compile(lowered, optimise)
         if key is not None:
             _PROGRAM_CACHE[key] = compiled
             while len(_PROGRAM_CACHE) > _PROGRAM_CACHE_SIZE:
@@ -668,7 +816,8 @@ def _run_vectorized_groups(base, data: _Data, groups: list[list[RunSpec]], seed:
         return [f(*a) for f, a in zip(fns, all_args)]
 
     all_args = ([p[1] for p in programs],)
-    outs = _compile_and_run(all_groups, all_args, key=_program_key("train", base, groups, all_args, fused))
+    outs = _compile_and_run(all_groups, all_args, key=_program_key("train", base, groups, all_args, fused),
+                            optimise=_training_work(base, data, groups) > OPTIMISE_ABOVE_WORK)
     return [p[2](o) for p, o in zip(programs, outs)]
 
 
@@ -676,11 +825,14 @@ def _run_vectorized_groups(base, data: _Data, groups: list[list[RunSpec]], seed:
 
 
 def train_runs(model, X, y, specs: list[RunSpec], *, seed: int = 0, engine: str = "auto",
-               callback: Callable[[int, int], None] | None = None) -> list[RunResult]:
+               callback: Callable[[int, int], None] | None = None, executor=None) -> list[RunResult]:
     """Train ``model`` once per spec, from its current weights; return one RunResult per spec, in order.
 
     ``engine``: ``"auto"`` (vectorised where possible, else sequential), ``"vectorized"`` (raise
     when impossible) or ``"sequential"`` (``model.fit`` on a clone per run).
+    ``executor``: where the runs train (:mod:`fitdoctor.experiments.executors`): ``"auto"``/None
+    (this process on JAX, a JAX worker process on other backends), ``"inprocess"``, ``"worker"``,
+    ``"ray"`` or an ``Executor``.
     ``callback(done, total)`` is called as runs finish. The model is never modified.
     """
     if engine not in ENGINES:
@@ -689,7 +841,12 @@ def train_runs(model, X, y, specs: list[RunSpec], *, seed: int = 0, engine: str 
     if not specs:
         return []
     _validate_specs(specs)
-    base = _base_model(model, np.asarray(X).reshape(len(X), -1), seed)
+    from .executors import get_executor  # H5 (#14): the executor seam
+
+    runner = get_executor(executor, engine=engine)
+    if runner is not None:
+        return runner.run(model, X, y, specs, seed=seed, engine=engine, callback=callback)
+    base = _base_model(model, np.asarray(X), seed)
     data = _prepare_data(base, X, y)
     total = len(specs)
     results: list[RunResult | None] = [None] * total
@@ -746,6 +903,59 @@ def train_runs(model, X, y, specs: list[RunSpec], *, seed: int = 0, engine: str 
     return results  # type: ignore[return-value]
 
 
+#: a replica is trusted when its first-epoch training loss agrees with a plain ``model.fit`` of a copy
+#: over the same batches within this relative tolerance (float32 sums in another order differ ~1e-6)
+REPLICA_TOLERANCE = 1e-3
+#: layers that draw random numbers in training: the engine and model.fit draw different masks
+_RANDOM_LAYERS = {"Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
+                  "GaussianDropout", "AlphaDropout", "RandomFlip", "RandomRotation", "RandomZoom",
+                  "RandomTranslation", "RandomContrast", "RandomCrop"}
+_PLAIN_LAYERS = {"InputLayer", "Dense", "Activation"}
+
+
+def replica_check_needed(model) -> bool:
+    """True when the model holds more than Dense layers (state a copy could lose, other layer kinds)."""
+    from ..model.replica import walk_layers
+
+    kinds = {type(l).__name__ for l in walk_layers(model) if not hasattr(l, "layers")}
+    return bool(kinds - _PLAIN_LAYERS) or bool(getattr(model, "non_trainable_weights", []))
+
+
+def verify_replica(model, X, y, result: RunResult, *, seed: int = 0) -> tuple[bool | None, str]:
+    """Check a vectorised run against a plain ``model.fit`` of a faithful copy of ``model``.
+
+    The copy trains one epoch with ``result.spec`` over the same batches in the same order
+    (``shuffle=False`` on the engine's first permutation); its epoch loss must agree with the
+    run's first-epoch loss within :data:`REPLICA_TOLERANCE`. Returns (agrees, a sentence saying
+    what was compared); ``agrees`` is None when the check does not apply.
+    """
+    from ..model.replica import walk_layers
+
+    if result.engine != "vectorized" or not len(result.loss):
+        return None, "replica check not applicable (runs trained with model.fit)"
+    random_layers = sorted({type(l).__name__ for l in walk_layers(model)} & _RANDOM_LAYERS)
+    if random_layers:
+        return None, f"replica check skipped: {random_layers[0]} draws different random masks in the engine and in model.fit"
+    keras = _keras()
+    spec = result.spec
+    base = _base_model(model, np.asarray(X), seed)
+    data = _prepare_data(base, X, y)
+    idx, mask = shuffled_batches(len(data.X), int(spec.batch_size), 1, seed)
+    order = idx[0].reshape(-1)[mask[0].reshape(-1) > 0]
+    Xs, ys = data.transformed(spec)
+    copy = clone_with_state(base)
+    copy.compile(optimizer=make_optimizer(spec), loss=make_loss(spec))
+    hist = copy.fit(Xs[order], ys[order], epochs=1, batch_size=int(spec.batch_size), shuffle=False, verbose=0)
+    fit_loss = float(_converted_loss(hist.history["loss"], spec, data.y_std)[0])
+    run_loss = float(result.loss[0])
+    if not (np.isfinite(fit_loss) and np.isfinite(run_loss)):
+        agrees = np.isfinite(fit_loss) == np.isfinite(run_loss)
+    else:
+        agrees = abs(fit_loss - run_loss) <= REPLICA_TOLERANCE * max(abs(fit_loss), abs(run_loss), 1e-30)
+    return bool(agrees), (f"replica check: first-epoch loss {run_loss:.6g} (engine) vs {fit_loss:.6g} (model.fit of a "
+                          f"copy, same batches); tolerance {REPLICA_TOLERANCE:g} relative")
+
+
 def build_trained_model(model, result: RunResult):
     """A plain Keras model with ``result``'s weights: raw inputs in, original target units out.
 
@@ -754,14 +964,14 @@ def build_trained_model(model, result: RunResult):
     loads the saved model without fitdoctor. The model is not compiled.
     """
     keras = _keras()
-    inner = keras.models.clone_model(model)
+    inner = clone_model(model)
     if not inner.built:
         n_in = len(result.x_mean) if result.x_mean is not None else None
         if n_in is None:
             raise InputError("build the model (give it an Input) before build_trained_model")
         inner.build((None, n_in))
     if model.built:
-        inner.set_weights(model.get_weights())
+        copy_state(model, inner)
     if len(result.weights) != len(inner.trainable_variables):
         raise InputError(f"the result holds {len(result.weights)} weight arrays but the model has "
                          f"{len(inner.trainable_variables)} trainable variables: pass the model the run was trained from")
@@ -770,17 +980,22 @@ def build_trained_model(model, result: RunResult):
     if result.non_trainable_weights and len(result.non_trainable_weights) == len(inner.non_trainable_variables):
         for var, w in zip(inner.non_trainable_variables, result.non_trainable_weights):
             var.assign(np.asarray(w))
+    finalize_state(inner)  # adapted preprocessing layers recompute what their call uses
     if not result.spec.scale_x and not result.spec.scale_y:
         return inner
-    n_in = int(inner.inputs[0].shape[-1]) if getattr(inner, "inputs", None) else len(result.x_mean)
-    inp = keras.Input((n_in,), name="raw_inputs")
+    if getattr(inner, "inputs", None):
+        in_shape = tuple(inner.inputs[0].shape[1:])
+    else:
+        in_shape = (len(result.x_mean),)
+    inp = keras.Input(in_shape, name="raw_inputs")
     h = inp
     if result.spec.scale_x:
         h = keras.layers.Normalization(mean=np.asarray(result.x_mean, np.float32),
                                        variance=np.asarray(result.x_std, np.float32) ** 2, name="scale_x")(h)
     out = inner(h)
     if result.spec.scale_y:
-        out = keras.layers.Normalization(mean=[float(result.y_mean)], variance=[float(result.y_std) ** 2],
+        out = keras.layers.Normalization(mean=np.atleast_1d(np.asarray(result.y_mean, np.float32)),
+                                         variance=np.atleast_1d(np.asarray(result.y_std, np.float32)) ** 2,
                                          invert=True, name="unscale_y")(out)
     return keras.Model(inp, out, name=f"{inner.name}_trained")
 
@@ -795,6 +1010,17 @@ def grid_specs(grid: dict[str, list], base: RunSpec) -> list[RunSpec]:
 
 # --------------------------------------------------------------------------------------------
 # learning-rate sweeps (used by find_lr): one optimizer step per learning rate
+
+
+def without_schedule(spec: RunSpec) -> RunSpec:
+    """``spec`` with a constant learning rate in place of the user's schedule (all else kept)."""
+    from dataclasses import replace
+
+    if not spec.has_schedule:
+        return spec
+    ser = json.loads(spec.optimizer_config)
+    ser["config"]["learning_rate"] = float(spec.learning_rate)
+    return replace(spec, optimizer_config=json.dumps(ser, sort_keys=True))
 
 
 def sweep_batches(n: int, batch_size: int, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -813,8 +1039,9 @@ def sweep_losses(model, X, y, spec: RunSpec, lrs: np.ndarray, *, seeds: Sequence
     Returns (losses of shape (len(seeds), len(lrs)), engine used).
     """
     _validate_specs([spec])
+    spec = without_schedule(spec)  # the sweep sets the rate of every step itself
     lrs = np.asarray(lrs, dtype=np.float32)
-    base = _base_model(model, np.asarray(X).reshape(len(X), -1), seeds[0])
+    base = _base_model(model, np.asarray(X), seeds[0])
     data = _prepare_data(base, X, y)
     n, B, T = len(data.X), int(spec.batch_size), len(lrs)
     batches = [sweep_batches(n, B, T, s) for s in seeds]
@@ -835,7 +1062,7 @@ def sweep_losses(model, X, y, spec: RunSpec, lrs: np.ndarray, *, seeds: Sequence
 def _sweep_vectorized(base, data: _Data, spec: RunSpec, lrs, batches) -> np.ndarray:
     import jax
 
-    stepper = _Stepper(base, make_optimizer(spec), make_loss(spec))
+    stepper = _Stepper(base, make_optimizer(spec), per_sample_loss(spec))
     tv0, ntv0, ov0 = stepper.initial_state()
     xm, xs, ym, ys = data.norm(spec)
     idx = np.stack([b[0] for b in batches])
@@ -862,8 +1089,7 @@ def _sweep_sequential(base, data: _Data, spec: RunSpec, lrs, batch) -> np.ndarra
     keras = _keras()
     idx, mask = batch
     Xs, ys_ = data.transformed(spec)
-    m = keras.models.clone_model(base)
-    m.set_weights(base.get_weights())
+    m = clone_with_state(base)
     opt = make_optimizer(spec)
     m.compile(optimizer=opt, loss=make_loss(spec))
     out = np.full(len(lrs), np.nan)

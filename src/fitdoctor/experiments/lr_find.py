@@ -14,7 +14,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..findings import to_jsonable
-from ..model.inspect import read_training_config
+from ..model.inspect import canonical_loss, read_training_config
+from ..reference import compute_reference
 from .engine import RunSpec, sweep_losses
 
 #: exponential moving average of the batch losses: s_t = b s_{t-1} + (1 - b) l_t, bias-corrected
@@ -128,13 +129,18 @@ class LRFinder:
             raise InputError(f"need 0 < start_lr < end_lr (Received start_lr={self.start_lr!r}, end_lr={self.end_lr!r})")
         if int(self.steps) < 10:
             raise InputError(f"steps must be at least 10 (Received steps={self.steps!r})")
-        X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
-        y = np.asarray(y, dtype=np.float64).reshape(len(X), -1)[:, 0]
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim == 1:
+            X = X.reshape(-1, 1)
+        y = np.asarray(y, dtype=np.float64).reshape(len(X), -1)  # every target column is kept
+        y = y[:, 0] if y.shape[1] == 1 else y
         if not (np.isfinite(X).all() and np.isfinite(y).all()):
             raise InputError("X and y contain NaN or infinite values: drop those rows first (Dataset.dropna())")
         cfg = read_training_config(model, optimizer=self.optimizer, loss=self.loss, batch_size=self.batch_size)
-        spec = RunSpec(optimizer=cfg.optimizer, loss=cfg.loss, huber_delta=cfg.huber_delta,
-                       batch_size=int(cfg.batch_size or 32), clipnorm=cfg.clipnorm, momentum=cfg.momentum, epochs=1)
+        spec = RunSpec(optimizer=cfg.optimizer, learning_rate=cfg.learning_rate, loss=cfg.loss,
+                       huber_delta=cfg.huber_delta, batch_size=int(cfg.batch_size or 32), clipnorm=cfg.clipnorm,
+                       momentum=cfg.momentum, epochs=1, optimizer_config=cfg.optimizer_config,
+                       loss_object=cfg.loss_object)
         self.config_ = spec
         T = int(self.steps)
         lrs = float(self.start_lr) * (float(self.end_lr) / float(self.start_lr)) ** (np.arange(T) / (T - 1))
@@ -166,6 +172,11 @@ class LRFinder:
         first, lowest = float(sm0[0]), float(np.nanmin(self.losses_))
         self.relative_drop_ = (first - lowest) / first if first > 0 else 0.0
         self.notes_ = self._notes(int(np.nanargmin(self.losses_)) == stop0 - 1)
+        # the level a line can show beside the curve: least squares, in the units the sweep trains in
+        # (MSE on raw targets); only meaningful for the MSE loss on one target and 2-D inputs
+        self.optimum_ = None
+        if canonical_loss(cfg.loss) == "mse" and X.ndim == 2 and np.ndim(y) == 1 and not cfg.custom_loss:
+            self.optimum_ = float(compute_reference(X, y, nonlinear=False, seed=int(self.seed)).effective_optimum(linear=True))
         return self
 
     def _notes(self, lowest_at_the_end: bool) -> list[str]:
@@ -179,27 +190,14 @@ class LRFinder:
         return notes
 
     def plot(self, ax=None):
-        """Smoothed loss against learning rate (log x), the suggestion and the range; returns ax."""
-        if ax is None:
-            import matplotlib.pyplot as plt
+        """Smoothed loss against learning rate (log x), the suggestion, the range and the optimum line; returns ax.
 
-            fig, ax = plt.subplots(figsize=(8, 5))
-        else:
-            fig = ax.figure
-        ax.plot(self.lrs_, self.losses_, label=f"smoothed loss ({self.config_.optimizer}, batch {self.config_.batch_size})")
-        ax.axvspan(self.range_[0], self.range_[1], color="tab:green", alpha=0.12, label="suggested range")
-        ax.axvline(self.suggestion_, color="tab:green", linestyle="--",
-                   label=f"suggestion {self.suggestion_:.2g}{'' if self.stable_ else ' (unstable across seeds)'}")
-        ax.set_xscale("log")
-        finite = self.losses_[np.isfinite(self.losses_) & (self.losses_ > 0)]
-        if len(finite) and finite.max() / finite.min() > 30:
-            ax.set_yscale("log")
-        ax.set_xlabel("learning rate (log scale)")
-        ax.set_ylabel("training loss (smoothed)")
-        ax.set_title("Learning-rate range test")
-        ax.legend(fontsize="small")
-        self.ax_, self.figure_ = ax, fig
-        return ax
+        Drawn by :class:`fitdoctor.reporting.plots.LRFinderDisplay` (the same picture as the reports)."""
+        from ..reporting.plots import LRFinderDisplay
+
+        display = LRFinderDisplay.from_finder(self, ax=ax)
+        self.ax_, self.figure_ = display.ax_, display.figure_
+        return self.ax_
 
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable({
@@ -217,6 +215,21 @@ class LRFinder:
         from ..reporting.html import render_lr_finder_html
 
         return render_lr_finder_html(self)
+
+    def __repr__(self) -> str:
+        if not hasattr(self, "suggestion_"):
+            return (f"LRFinder(start_lr={self.start_lr!r}, end_lr={self.end_lr!r}, steps={self.steps!r}, "
+                    f"optimizer={self.optimizer!r}, seed={self.seed!r})")
+        lo, hi = self.range_
+        return f"<LRFinder: suggested learning rate {self.suggestion_:.3g}, range {lo:.3g} to {hi:.3g}>"
+
+    def _repr_html_(self) -> str | None:
+        """A notebook cell's view: the suggestion, the notes and the sweep's curve (None before fit)."""
+        if not hasattr(self, "suggestion_"):
+            return None
+        from ..reporting.html import notebook_html
+
+        return notebook_html(self)
 
 
 def find_lr(model, X, y, *, start_lr: float = 1e-6, end_lr: float = 10.0, steps: int = 100,

@@ -38,21 +38,36 @@ class Recipe:
     clipnorm: float | None = None
     early_stopping: bool = False  # EarlyStopping(restore_best_weights=True) on the training loss
     reduce_lr_on_plateau: bool = False
+    momentum: float = 0.0  # SGD only (also inside optimizer_config when the user set it)
+    #: the user's optimizer, fully (keras.optimizers.serialize as JSON); used while ``optimizer`` is its class
+    optimizer_config: str | None = None
+    #: the user's loss object (function, Loss instance/subclass); used while ``loss`` is its name
+    loss_object: Any = None
+    #: L2 factor on every Dense kernel (0 removes the model's L1/L2 penalties); None keeps the model's
+    l2: float | None = None
+    #: dropout rate after each hidden Dense layer (0 removes the model's Dropout layers); None keeps them
+    dropout: float | None = None
+    #: units of every hidden Dense layer (0: the linear model, the output unit alone); None keeps them
+    width: int | None = None
 
     @classmethod
     def from_config(cls, config, *, epochs: int | None = None) -> "Recipe":
-        """The recipe of a :class:`fitdoctor.model.inspect.TrainingConfig` as the user trains it."""
+        """The recipe of a :class:`fitdoctor.model.inspect.TrainingConfig` as the user trains it
+        (every field taken from the configuration, nothing re-derived)."""
         return cls(
-            optimizer=config.optimizer, learning_rate=float(f"{float(config.learning_rate):.6g}"), loss=config.loss,
+            optimizer=config.optimizer, learning_rate=float(config.learning_rate), loss=config.loss,
             huber_delta=float(getattr(config, "huber_delta", 1.0) or 1.0),
             epochs=int(epochs if epochs is not None else (config.epochs or 200)),
             batch_size=int(config.batch_size or 32), clipnorm=config.clipnorm,
+            momentum=float(getattr(config, "momentum", 0.0) or 0.0),
+            optimizer_config=getattr(config, "optimizer_config", None),
+            loss_object=getattr(config, "loss_object", None),
         )
 
     @property
     def architecture(self) -> tuple:
         """The part of the recipe that changes the model (runs with equal keys train together)."""
-        return (self.output_activation, self.kernel_initializer, self.hidden_units)
+        return (self.output_activation, self.kernel_initializer, self.hidden_units, self.l2, self.dropout, self.width)
 
     @property
     def needs_callbacks(self) -> bool:
@@ -62,9 +77,15 @@ class Recipe:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
+        import json
+
+        from ..model.inspect import loss_display_name
+
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         if d["hidden_units"] is not None:
             d["hidden_units"] = list(d["hidden_units"])
+        d["optimizer_config"] = None if self.optimizer_config is None else json.loads(self.optimizer_config)
+        d["loss_object"] = None if self.loss_object is None else loss_display_name(self.loss_object)
         return d
 
 
@@ -160,7 +181,7 @@ class ReplaceLoss(Intervention):
     name: ClassVar[str] = "replace_loss"
 
     def apply(self, recipe: Recipe) -> Recipe:
-        return recipe.replace(loss=self.loss)
+        return recipe.replace(loss=self.loss, loss_object=None)
 
     def describe(self) -> str:
         return f"train with the regression loss {self.loss!r}"
@@ -172,7 +193,7 @@ class HuberLoss(Intervention):
     name: ClassVar[str] = "huber_loss"
 
     def apply(self, recipe: Recipe) -> Recipe:
-        return recipe.replace(loss="huber", huber_delta=float(self.delta))
+        return recipe.replace(loss="huber", huber_delta=float(self.delta), loss_object=None)
 
     def describe(self) -> str:
         return f"train with the Huber loss (delta {self.delta:g} standard deviations of the target) so outliers weigh less"
@@ -325,3 +346,93 @@ def get_intervention(name: str, **params) -> Intervention:
     if unknown:
         raise TypeError(f"{name} takes {sorted(known) or 'no parameters'}. Received {sorted(unknown)}")
     return cls(**params)
+
+
+# -- small-data and regularisation interventions (issue 12) ------------------------------------
+@dataclass(frozen=True)
+class L2Penalty(Intervention):
+    """An L2 penalty on every Dense kernel (0 removes the model's weight penalties)."""
+
+    l2: float = 1e-2
+    name: ClassVar[str] = "l2_penalty"
+    changes_architecture: ClassVar[bool] = True
+
+    def apply(self, recipe: Recipe) -> Recipe:
+        return recipe.replace(l2=float(self.l2))
+
+    def describe(self) -> str:
+        if self.l2 == 0:
+            return "remove the L1/L2 weight penalties"
+        return f"an L2 penalty of {self.l2:g} on every Dense kernel"
+
+
+@dataclass(frozen=True)
+class RemoveRegularization(Intervention):
+    """Remove the weight penalties and the Dropout layers (over-regularisation)."""
+
+    name: ClassVar[str] = "remove_regularization"
+    changes_architecture: ClassVar[bool] = True
+
+    def apply(self, recipe: Recipe) -> Recipe:
+        return recipe.replace(l2=0.0, dropout=0.0)
+
+    def describe(self) -> str:
+        return "remove the L1/L2 weight penalties and the Dropout layers"
+
+
+@dataclass(frozen=True)
+class AddDropout(Intervention):
+    rate: float = 0.2
+    name: ClassVar[str] = "add_dropout"
+    changes_architecture: ClassVar[bool] = True
+
+    def apply(self, recipe: Recipe) -> Recipe:
+        return recipe.replace(dropout=float(self.rate))
+
+    def describe(self) -> str:
+        return f"Dropout({self.rate:g}) after each hidden Dense layer"
+
+
+@dataclass(frozen=True)
+class NarrowNetwork(Intervention):
+    units: int = 8
+    name: ClassVar[str] = "narrow_network"
+    changes_architecture: ClassVar[bool] = True
+
+    def apply(self, recipe: Recipe) -> Recipe:
+        return recipe.replace(width=int(self.units))
+
+    def describe(self) -> str:
+        return f"a narrower network: {self.units} units in every hidden Dense layer"
+
+
+@dataclass(frozen=True)
+class LinearModel(Intervention):
+    name: ClassVar[str] = "linear_model"
+    changes_architecture: ClassVar[bool] = True
+
+    def apply(self, recipe: Recipe) -> Recipe:
+        return recipe.replace(width=0)
+
+    def describe(self) -> str:
+        return "the linear model: the hidden layers removed, the output unit alone"
+
+
+@dataclass(frozen=True)
+class EarlyStoppingOnValidation(Intervention):
+    """EarlyStopping on the validation loss with the best weights restored (the user's epochs stay
+    the maximum); ``epochs`` records where the best validation loss was, for retraining on all rows."""
+
+    epochs: int | None = None
+    name: ClassVar[str] = "early_stopping"
+
+    def apply(self, recipe: Recipe) -> Recipe:
+        return recipe.replace(early_stopping=True, **({"epochs": int(self.epochs)} if self.epochs else {}))
+
+    def describe(self) -> str:
+        where = f" (best at epoch {self.epochs})" if self.epochs else ""
+        return f"stop early on the validation loss, best weights restored{where}"
+
+
+INTERVENTIONS.update({cls.name: cls for cls in (L2Penalty, RemoveRegularization, AddDropout, NarrowNetwork,
+                                                LinearModel, EarlyStoppingOnValidation)})

@@ -1,4 +1,4 @@
-"""``repair``: confirm each suspected cause by a controlled experiment, apply the fixes that help.
+"""``repair``: confirm each suspected cause by a controlled experiment, apply the fixes that help on held-out rows.
 
 Steps
 -----
@@ -6,15 +6,21 @@ Steps
    candidates (targets or inputs far from unit scale, an output activation that cannot reach the
    targets, a classification loss, a linear model the nonlinear reference beats);
 2. rows holding NaN/inf are dropped and reported;
-3. ablation on the vectorised engine: the baseline, each suspected fix alone, all fixes together,
-   all fixes at a small log grid of learning rates, then each fix left out at the chosen
-   learning rate. A fix is kept only when leaving it out makes the training MSE (original units)
-   measurably worse (by more than ``KEEP_TOLERANCE``);
-4. the chosen recipe is trained for the user's epochs (longer with early stopping and
-   ``ReduceLROnPlateau`` when the curve is still falling) and verified by predicting with the
-   returned model;
-5. verdict: a linear model reaches the optimum within 1% of least squares; a nonlinear one within
-   10% of the best of least squares, the nonlinear reference and the known noise floor.
+3. held-out rows (:mod:`fitdoctor.heldout`): the user's ``validation_data`` / ``validation_split``,
+   else a seeded 20% hold-out split, or 5-fold cross-validation under 100 rows. Every candidate
+   trains on the training rows of each fold and is scored by the MSE of its built model on the
+   held-out rows (original units);
+4. ablation on the vectorised engine: the baseline, each suspected fix alone, all fixes together,
+   all fixes at a small log grid of learning rates; with few rows per parameter (or a regularised
+   model) an L2 penalty, dropout, a narrower network, the linear model, the regularisers removed;
+   then each fix left out. A fix is kept only when leaving it out makes the held-out MSE measurably
+   worse (by more than ``KEEP_TOLERANCE``);
+5. the chosen recipe must lower the held-out MSE of the user's configuration by ``MIN_GAIN`` (10%),
+   or the user's configuration is returned ("nothing it tried helped"); more epochs (plain
+   ``model.fit`` with callbacks) and early stopping on the validation loss are kept on the same terms;
+6. the final model is retrained on all rows with the chosen recipe when the split was repair's own;
+7. verdict: "repaired" when the held-out MSE is within ``HELDOUT_TOLERANCE`` (10%) of the best
+   held-out reference (least squares; for a nonlinear model also the nonlinear reference).
 """
 from __future__ import annotations
 
@@ -28,7 +34,9 @@ import numpy as np
 
 from ..errors import InputError
 from ..findings import to_jsonable
-from ..model.inspect import (ACTIVATION_RANGE, CLASSIFICATION_LOSSES, describe_model, read_training_config)
+from ..model.inspect import (ACTIVATION_RANGE, CLASSIFICATION_LOSSES, describe_model, is_custom_loss,
+                             preprocess_inputs, read_training_config)
+from ..heldout import HoldOut, heldout_references, holdout_plan
 from ..reference import Reference, compute_reference
 from ..report import Report
 from . import interventions as iv
@@ -93,7 +101,13 @@ class Repair:
         measured by predicting with that trained model (NaN when the data holds NaN).
     after_loss : training MSE (original units) measured by predicting with ``model``.
     reference : :class:`fitdoctor.reference.Reference` on the finite rows.
-    optimum : the loss the verdict compares with; reached_optimum : the verdict.
+    optimum : the training-rows optimum (least squares, or the best reference for a nonlinear model).
+    reached_optimum : the verdict, made on held-out rows: ``after_val_loss`` within 10% of ``val_optimum``.
+    before_val_loss, after_val_loss : held-out MSE (original units) of the user's configuration and of
+        the chosen recipe; val_optimum, val_optimum_kind : the best held-out reference;
+        validation : how the held-out rows were chosen; heldout_references : each reference's held-out
+        MSE; rows_per_parameter : training rows per trainable parameter; retrained_on_all_rows : the
+        final model was retrained on every row with the chosen recipe.
     applied : list of :class:`AppliedIntervention` (name, description, loss with / without).
     report : :class:`fitdoctor.report.Report` whose findings carry ``confirmed`` from the ablation.
     history_before, history_after : per-epoch training MSE (original units).
@@ -130,6 +144,15 @@ class Repair:
         self._X = kw.get("X")
         self._y = kw.get("y")
         self._arch_model = kw.get("arch_model")  # the architecture training started from (for fix.py)
+        # held-out verdict (issue 12): MSE on rows the candidates never trained on
+        self.before_val_loss: float | None = kw.get("before_val_loss")
+        self.after_val_loss: float | None = kw.get("after_val_loss")
+        self.val_optimum: float | None = kw.get("val_optimum")
+        self.val_optimum_kind: str | None = kw.get("val_optimum_kind")
+        self.validation: str | None = kw.get("validation")  # how the held-out rows were chosen
+        self.heldout_references: dict[str, float] = kw.get("heldout_references", {})
+        self.rows_per_parameter: float | None = kw.get("rows_per_parameter")
+        self.retrained_on_all_rows: bool = bool(kw.get("retrained_on_all_rows", False))
 
     # -- views --------------------------------------------------------------------------------
     @property
@@ -158,6 +181,12 @@ class Repair:
         return (f"Repair(before_loss={self.before_loss:.6g}, after_loss={self.after_loss:.6g}, optimum={self.optimum:.6g}, "
                 f"applied={self.applied_names}, reached_optimum={self.reached_optimum})")
 
+    def _repr_html_(self) -> str:
+        """A notebook cell's view: the verdict, what each fix is worth, the findings and the figures."""
+        from ..reporting.html import notebook_html
+
+        return notebook_html(self)
+
     # -- serialisation ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable({
@@ -176,6 +205,14 @@ class Repair:
             "candidates_tried": self.n_candidates,
             "seconds": self.seconds,
             "validation_loss": self.validation_loss,
+            "before_val_loss": self.before_val_loss,
+            "after_val_loss": self.after_val_loss,
+            "val_optimum": self.val_optimum,
+            "val_optimum_kind": self.val_optimum_kind,
+            "validation": self.validation,
+            "heldout_references": self.heldout_references,
+            "rows_per_parameter": self.rows_per_parameter,
+            "retrained_on_all_rows": self.retrained_on_all_rows,
             "history_before": self.history_before,
             "history_after": self.history_after,
             "ablation": self.ablation_,
@@ -196,40 +233,53 @@ class Repair:
 
         return render_fix_script(self, data_file=data_file)
 
-    def save(self, directory: str, *, data_file: str | None = None) -> dict[str, str]:
+    #: every file :meth:`save` may write (a folder holding one of them is refused unless forced)
+    SAVED_FILES = ("model.keras", "report.json", "report.html", "data.npz", "fix.py", "initial_model.keras")
+
+    def save(self, directory, *, data_file: str | None = None, force: bool = False) -> dict[str, str]:
         """Write ``model.keras``, ``report.json`` (+ ``report.html``), ``data.npz`` and ``fix.py``.
 
         ``fix.py`` reads ``data_file`` when given (a CSV/Parquet/.npz path), else ``data.npz``
-        beside it. Returns the written paths by kind.
+        beside it. Returns the written paths by kind. The files are built in a temporary folder
+        and moved in together at the end (:class:`fitdoctor.safe_io.OutputDir`): ``directory``
+        holds the whole previous result or the whole new one. A folder already holding one of
+        :attr:`SAVED_FILES` is refused (InputError) unless ``force``; ``data_file`` is never
+        overwritten. ``directory`` may also be an open :class:`~fitdoctor.safe_io.OutputDir`,
+        which the caller commits.
         """
-        try:
-            os.makedirs(directory, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"cannot create {directory} ({exc.strerror}): choose another --output") from None
-        paths = {"model": os.path.join(directory, "model.keras"), "report": os.path.join(directory, "report.json"),
-                 "data": os.path.join(directory, "data.npz"), "script": os.path.join(directory, "fix.py")}
-        self.model.save(paths["model"])
-        with open(paths["report"], "w", encoding="utf-8") as fh:
-            fh.write(self.to_json())
-        if self._X is not None:
-            np.savez(paths["data"], X=np.asarray(self._X, np.float64), y=np.asarray(self._y, np.float64))
-        else:
-            paths.pop("data")
-        from .script import _dense_stack
+        from ..safe_io import OutputDir
 
-        if self._arch_model is not None and _dense_stack(self._arch_model) is None:
-            paths["initial_model"] = os.path.join(directory, "initial_model.keras")
-            self._arch_model.save(paths["initial_model"])
-        with open(paths["script"], "w", encoding="utf-8") as fh:
-            fh.write(self.fix_script(data_file=data_file))
-        try:
-            html = self.to_html()
-        except (ImportError, AttributeError):  # the HTML reporter is optional
-            html = None
-        if html:
-            paths["html"] = os.path.join(directory, "report.html")
-            with open(paths["html"], "w", encoding="utf-8") as fh:
-                fh.write(html)
+        def write(out: OutputDir) -> dict[str, str]:
+            final = {"model": "model.keras", "report": "report.json", "script": "fix.py"}
+            self.model.save(out.path("model.keras"))
+            with open(out.path("report.json"), "w", encoding="utf-8") as fh:
+                fh.write(self.to_json())
+            if self._X is not None:
+                np.savez(out.path("data.npz"), X=np.asarray(self._X, np.float64), y=np.asarray(self._y, np.float64))
+                final["data"] = "data.npz"
+            from .script import _dense_stack
+
+            if self._arch_model is not None and _dense_stack(self._arch_model) is None:
+                self._arch_model.save(out.path("initial_model.keras"))
+                final["initial_model"] = "initial_model.keras"
+            with open(out.path("fix.py"), "w", encoding="utf-8") as fh:
+                fh.write(self.fix_script(data_file=data_file))
+            try:
+                html = self.to_html()
+            except (ImportError, AttributeError):  # the HTML reporter is optional
+                html = None
+            if html:
+                with open(out.path("report.html"), "w", encoding="utf-8") as fh:
+                    fh.write(html)
+                final["html"] = "report.html"
+            return {kind: os.path.join(out.directory, name) for kind, name in final.items()}
+
+        if isinstance(directory, OutputDir):
+            return write(directory)
+        with OutputDir(directory, self.SAVED_FILES, force=force, inputs=[data_file], option="directory",
+                       force_hint="force=True") as out:
+            paths = write(out)
+            out.commit()
         return paths
 
 
@@ -244,13 +294,10 @@ def _as_arrays(X, y) -> tuple[np.ndarray, np.ndarray]:
         raise InputError(f"X and y must be numeric arrays ({exc})") from None
     if X.ndim == 1:
         X = X.reshape(-1, 1)
-    if X.ndim != 2 or len(X) != len(y) or len(X) < 2:
-        raise InputError(f"X must be 2-D with as many rows as y, at least 2 (Received X.shape={X.shape}, y.shape={y.shape})")
-    if y.size != len(y):
-        yy = y.reshape(len(y), -1)
-        if yy.shape[1] != 1:
-            raise InputError(f"repair handles one target column; y has {yy.shape[1]} (Received y.shape={y.shape})")
-    return X, y.reshape(-1)
+    if X.ndim < 2 or y.ndim < 1 or len(X) != len(y) or len(X) < 2:
+        raise InputError(f"X must have one row per target row, at least 2 (Received X.shape={X.shape}, y.shape={y.shape})")
+    yy = y.reshape(len(y), -1)
+    return X, (yy[:, 0] if yy.shape[1] == 1 else yy)  # several target columns are kept: (n, k)
 
 
 def _diagnose(model, X, y, *, optimizer, learning_rate, loss, epochs, batch_size, seed):
@@ -302,7 +349,7 @@ def _candidates(findings, Xc, yc, info, cfg, reference) -> tuple[dict[str, Inter
         if yc.min() < lo or yc.max() > hi:
             add(iv.ReplaceOutputActivation("linear"),
                 f"the {act} output reaches only [{lo:g}, {hi:g}] but targets span [{yc.min():.4g}, {yc.max():.4g}]")
-    if cfg.loss in CLASSIFICATION_LOSSES or cfg.loss not in _REGRESSION_LOSSES:
+    if cfg.loss in CLASSIFICATION_LOSSES or (cfg.loss not in _REGRESSION_LOSSES and not is_custom_loss(cfg.loss)):
         add(iv.ReplaceLoss("mse"), f"the loss {cfg.loss!r} is not a regression loss")
     if (info.is_linear and reference.nonlinear_mse is not None
             and reference.nonlinear_mse < UNDERFIT_FACTOR * reference.linear_mse):
@@ -391,17 +438,42 @@ def _measure_before_nonfinite(model, X, y, recipe: Recipe, seed: int) -> tuple[f
     return predict_mse(m, X, y), [float(v) for v in h.history["loss"]]
 
 
+#: a change is kept only when it lowers the held-out MSE of the user's configuration by this fraction
+MIN_GAIN = 0.10
+#: "repaired" means a held-out MSE within this fraction of the held-out optimum
+HELDOUT_TOLERANCE = 0.10
+#: fewer rows per trainable parameter than this: regularisation, a narrower net and the linear model are tried
+FEW_ROWS_PER_PARAMETER = 10.0
+
+
+def _rows_per_parameter(n_rows: int, n_params: int | None) -> float | None:
+    return float(n_rows) / n_params if n_params else None
+
+
 def repair(model, X, y, *, optimizer=None, loss=None, epochs=None, batch_size=None, validation_data=None,
-           seed: int = 0, learning_rate: float | None = None, noise_floor: float | None = None,
-           progress: Callable[[str, int, int], None] | None = None, feature_names=None, target_name: str = "y",
-           data_path: str | None = None) -> Repair:
-    """Repair a Keras regression model whose training does not converge.
+           validation_split: float | None = None, seed: int = 0, learning_rate: float | None = None,
+           noise_floor: float | None = None, progress: Callable[[str, int, int], None] | None = None,
+           feature_names=None, target_name: str = "y", data_path: str | None = None, executor=None) -> Repair:
+    """Repair a Keras regression model whose training does not converge, judged on held-out data.
 
     The user's ``model`` (compiled or not) is never modified. ``optimizer``, ``learning_rate``,
     ``loss``, ``epochs``, ``batch_size`` override what the compiled model says (defaults: Adam at
-    its Keras default rate, MSE, 200 epochs, batch 32). ``noise_floor`` (the known noise variance,
-    when there is one) joins the references for a nonlinear model. ``progress(stage, done, total)``
-    is called as training runs finish. Returns a :class:`Repair`.
+    its Keras default rate, MSE, 200 epochs, batch 32).
+
+    Every candidate is chosen, and the verdict made, on rows the candidate never trained on:
+    ``validation_data=(X_val, y_val)`` or ``validation_split`` (Keras's meaning: the last
+    fraction of the rows) when given; otherwise a seeded hold-out split (20% of the rows), or
+    under 100 rows 5-fold cross-validation. With a split of its own the final model is retrained on
+    all rows with the chosen recipe (``retrained_on_all_rows``). A change is kept only when it
+    lowers the held-out MSE of the user's configuration by at least ``MIN_GAIN`` (10%); when nothing
+    does, the user's configuration is returned and the message says that nothing it tried helped.
+    The references (least squares, the nonlinear reference, the mean predictor) are fitted on the same
+    training rows and measured on the same held-out rows; "repaired" means a held-out MSE within
+    ``HELDOUT_TOLERANCE`` (10%) of the best of them (or of ``noise_floor``, the known noise
+    variance, when given). With few rows per trainable parameter (< 10) an L2 penalty, dropout, a
+    narrower network and the linear model are tried as well; the rows per parameter are reported.
+    ``progress(stage, done, total)`` is called as training runs finish. ``executor`` says where
+    the candidate runs train (see :mod:`fitdoctor.experiments.executors`). Returns a :class:`Repair`.
     """
     t_start = time.perf_counter()
     X, y = _as_arrays(X, y)
@@ -411,27 +483,100 @@ def repair(model, X, y, *, optimizer=None, loss=None, epochs=None, batch_size=No
     def tick(stage: str, n: int = 1) -> None:
         step[0] += n
         if progress is not None:
-            progress(stage, step[0], total_steps[0])
+            progress(stage, min(step[0], total_steps[0]), total_steps[0])
 
     cfg = read_training_config(model, optimizer=optimizer, learning_rate=learning_rate, loss=loss,
                                epochs=epochs, batch_size=batch_size)
     n_epochs = int(cfg.epochs or 200)
     info = describe_model(model)
-    ok = np.isfinite(X).all(axis=1) & np.isfinite(y)
+    ok = np.isfinite(X.reshape(len(X), -1)).all(axis=1) & np.isfinite(y.reshape(len(y), -1)).all(axis=1)
     dropped = np.flatnonzero(~ok).tolist()
     Xc, yc = X[ok], y[ok]
     if len(yc) < 2:
         raise InputError(f"only {len(yc)} row(s) are free of NaN/inf: repair needs at least 2")
+    Xv = yv = None
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) < 2:
+            raise InputError("validation_data must be a tuple (X_val, y_val)")
+        Xv, yv = _as_arrays(*validation_data[:2])
+        okv = np.isfinite(Xv.reshape(len(Xv), -1)).all(axis=1) & np.isfinite(yv.reshape(len(yv), -1)).all(axis=1)
+        Xv, yv = Xv[okv], yv[okv]
+        if Xv.shape[1:] != Xc.shape[1:] or len(yv) < 1:
+            raise InputError(f"validation_data must hold finite rows shaped like X (Received X_val.shape={Xv.shape})")
+        if yv.ndim != yc.ndim:
+            yv = yv.reshape((len(yv),) + yc.shape[1:])
     findings, notes, reference = _diagnose(model, X, y, optimizer=optimizer, learning_rate=learning_rate, loss=loss,
                                            epochs=epochs, batch_size=batch_size, seed=seed)
     if reference is None or reference.n_rows != len(yc):
-        reference = compute_reference(Xc, yc, seed=seed)
-    cands, why = _candidates(findings, Xc, yc, info, cfg, reference)
+        reference = compute_reference(Xc.reshape(len(Xc), -1), yc, seed=seed)
+    plan = holdout_plan(len(yc), 0 if Xv is None else len(yv), validation_split, seed)
+    Xp = Xc if Xv is None else np.concatenate([Xc, Xv.astype(Xc.dtype)])
+    yp = yc if yv is None else np.concatenate([yc, yv.astype(yc.dtype)])
+    heldout_refs = heldout_references(Xp, yp, plan, seed)
+    rpp = _rows_per_parameter(len(plan.folds[0][0]), info.n_params)
+    # inputs as the model's first trainable layer sees them: no second scaling on top of the user's Normalization
+    X_seen = preprocess_inputs(model, Xc)
+    cands, why = _candidates(findings, Xc if X_seen is None else X_seen, yc, info, cfg, reference)
     names = list(cands)
     user_recipe = Recipe.from_config(cfg, epochs=n_epochs)
     base = user_recipe.replace(drop_nonfinite=True) if dropped else user_recipe
-    total_steps[0] = 2 + 2 * len(names) + len(LR_GRID) + 2
+    n_folds = len(plan.folds)
+    total_steps[0] = n_folds * (2 + 2 * len(names) + len(LR_GRID) + 6) + 2
     cache: dict = {}
+    val: dict[Recipe, float] = {}  # held-out MSE of every recipe tried
+    done_trials: dict[Recipe, Trial] = {}  # the trial (trained on the first fold) of every recipe
+
+    def sse(t: Trial, Xva, yva) -> float:
+        if t.result is None or t.diverged:
+            return float("inf")
+        try:
+            m = t.build_model()
+        except Exception:  # a run that cannot be rebuilt is not a candidate
+            return float("inf")
+        from ..model.replica import call_model
+
+        pred = call_model(m, Xva).reshape(len(Xva), -1)  # H5: model.predict costs ~0.2 s a call on TensorFlow
+        yy = np.asarray(yva, np.float64).reshape(len(Xva), -1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            v = float(np.sum((pred[:, : yy.shape[1]] - yy) ** 2))
+        return v if np.isfinite(v) else float("inf")
+
+    def evaluate(trials: list[Trial], stage: str) -> None:
+        """Train each new recipe on every fold's training rows and store its held-out MSE."""
+        for t in trials:  # recipes already measured: copy what the first fold measured
+            old = done_trials.get(t.recipe)
+            if old is not None and old is not t:
+                for k in ("final_mse", "best_mse", "diverged", "mse", "engine", "result", "arch_model"):
+                    setattr(t, k, getattr(old, k))
+        pending: dict[Recipe, Trial] = {}
+        for t in trials:
+            if t.recipe not in done_trials and t.recipe not in pending:
+                pending[t.recipe] = t
+        if not pending:
+            return
+        total_sse = dict.fromkeys(pending, 0.0)
+        count = 0
+        for f, (tr, va) in enumerate(plan.folds):
+            fold_trials = list(pending.values()) if f == 0 else [Trial(t.label, t.recipe, t.names) for t in pending.values()]
+            run_trials(model, Xp[tr], yp[tr], fold_trials, seed=seed, cache=cache,
+                       done=lambda k: tick(stage, k), executor=executor)
+            for t in fold_trials:
+                total_sse[t.recipe] += sse(t, Xp[va], yp[va])
+            count += int(np.prod(np.shape(yp[va]))) or len(va)
+        for r, t in pending.items():
+            val[r] = total_sse[r] / max(count, 1)
+            done_trials[r] = t
+        for t in trials:  # duplicates of a pending recipe
+            if t.result is None and t.recipe in done_trials:
+                old = done_trials[t.recipe]
+                for k in ("final_mse", "best_mse", "diverged", "mse", "engine", "result", "arch_model"):
+                    setattr(t, k, getattr(old, k))
+
+    def v(t: Trial) -> float:
+        return val.get(t.recipe, float("inf"))
+
+    def vworse(without: Trial, with_: Trial) -> bool:
+        return v(without) > v(with_) * (1 + KEEP_TOLERANCE)
 
     def with_all(recipe: Recipe, keep: list[str]) -> Recipe:
         return iv.chain(*[cands[n] for n in keep]).apply(recipe)
@@ -451,17 +596,50 @@ def repair(model, X, y, *, optimizer=None, loss=None, epochs=None, batch_size=No
         t = Trial(f"all fixes, lr={lr:g}", all_recipe.replace(learning_rate=lr), tuple(names) + ("set_learning_rate",))
         lr_trials[lr] = t
         trials.append(t)
-    run_trials(model, Xc, yc, trials, seed=seed, cache=cache, done=lambda k: tick("ablation", k))
+    evaluate(trials, "ablation")
     baseline = trials[0]
     all_user_lr = lr_trials[base.learning_rate]
-    lowest = min(_tail_mse(t) for t in lr_trials.values())
-    # among the rates within 0.1% of the lowest MSE, the one closest to the user's (the least change)
-    near = [lr for lr, t in lr_trials.items() if _tail_mse(t) <= lowest * 1.001]
+    lowest = min(v(t) for t in lr_trials.values())
+    # among the rates within 0.1% of the lowest held-out MSE, the one closest to the user's (the least change)
+    near = [lr for lr, t in lr_trials.items() if v(t) <= lowest * 1.001]
     best_lr = min(near, key=lambda lr: abs(np.log(lr / base.learning_rate)))
-    if not _tail_mse(all_user_lr) > _tail_mse(lr_trials[best_lr]) * (1 + KEEP_TOLERANCE):
+    if not v(all_user_lr) > v(lr_trials[best_lr]) * (1 + KEEP_TOLERANCE):
         best_lr = base.learning_rate  # the user's rate is as good: keep it
     lr_changed = best_lr != base.learning_rate
     all_best = lr_trials[best_lr]
+    all_trials = list(trials)
+
+    # -- stage 1b: capacity and regularisation (few rows per parameter, or a strong regulariser) ----
+    extras: list[Intervention] = []
+    reg_strength = sum(l.l2 + l.l1 for l in info.layers) + max((l.dropout for l in info.layers), default=0.0)
+    if reg_strength > 0:
+        extras.append(iv.RemoveRegularization())
+        if sum(l.l2 for l in info.layers) > 0:
+            extras.append(iv.L2Penalty(1e-4))
+    if rpp is not None and rpp < FEW_ROWS_PER_PARAMETER and not info.is_linear:
+        extras += [iv.L2Penalty(1e-2), iv.L2Penalty(1e-1)]
+        if _resizable(model, Xc):
+            extras += [iv.AddDropout(0.2), iv.NarrowNetwork(_narrow_width(info)), iv.LinearModel()]
+    if extras:
+        ext_trials = []
+        for e in extras:
+            label = f"{all_best.label if all_best is not baseline else 'your configuration'} + {e.describe()}"
+            ext_trials.append((e, Trial(label, e.apply(all_best.recipe), all_best.names + (e.name,))))
+        try:
+            evaluate([t for _, t in ext_trials], "capacity")
+        except Exception as exc:  # a model surgery cannot change: say so, keep going
+            notes.append(f"regularisation/capacity candidates skipped ({type(exc).__name__}: {str(exc)[:100]})")
+            ext_trials = []
+        all_trials += [t for _, t in ext_trials]
+        if ext_trials:
+            e_best, t_best = min(ext_trials, key=lambda et: v(et[1]))
+            if v(t_best) < v(all_best) * (1 - KEEP_TOLERANCE):
+                cands[e_best.name] = e_best
+                why[e_best.name] = (f"{rpp:.2g} rows per trainable parameter" if rpp is not None and rpp < FEW_ROWS_PER_PARAMETER
+                                    else "the model's regularisation") + \
+                    f": held-out MSE {v(all_best):.4g} -> {v(t_best):.4g} with {e_best.describe()}"
+                names.append(e_best.name)
+                all_best = t_best
 
     # -- stage 2: leave each fix out at the chosen learning rate -----------------------------------
     loo: dict[str, Trial] = {}
@@ -473,8 +651,8 @@ def repair(model, X, y, *, optimizer=None, loss=None, epochs=None, batch_size=No
         loo[n] = t
         stage2.append(t)
     if stage2:
-        run_trials(model, Xc, yc, stage2, seed=seed, cache=cache, done=lambda k: tick("confirm", k))
-    kept = [n for n in names if _worse(loo[n], all_best) or (loo[n].diverged and not all_best.diverged)]
+        evaluate(stage2, "confirm")
+    kept = [n for n in names if vworse(loo[n], all_best) or (loo[n].diverged and not all_best.diverged)]
     chosen = all_best
     if set(kept) != set(names):
         removed = [n for n in names if n not in kept]
@@ -484,150 +662,257 @@ def repair(model, X, y, *, optimizer=None, loss=None, epochs=None, batch_size=No
             candidate = Trial("kept fixes" + (f", lr={best_lr:g}" if lr_changed else ""),
                               with_all(base, kept).replace(learning_rate=best_lr),
                               tuple(kept) + (("set_learning_rate",) if lr_changed else ()))
-            run_trials(model, Xc, yc, [candidate], seed=seed, cache=cache, done=lambda k: tick("confirm", k))
+            evaluate([candidate], "confirm")
             stage2.append(candidate)
-        if _worse(candidate, all_best):  # the fixes help together only: keep them all
+        if vworse(candidate, all_best):  # the fixes help together only: keep them all
             kept = list(names)
         else:
             chosen = candidate
-    all_trials = trials + stage2
+    all_trials += stage2
     lr_chosen_without = None
     if lr_changed:  # the chosen fixes at the user's learning rate: the run that shows the rate's effect
         at_user_lr = chosen.recipe.replace(learning_rate=base.learning_rate)
         lr_chosen_without = next((t for t in all_trials if t.recipe == at_user_lr), None)
         if lr_chosen_without is None:
             lr_chosen_without = Trial("kept fixes at your learning rate", at_user_lr, tuple(kept))
-            run_trials(model, Xc, yc, [lr_chosen_without], seed=seed, cache=cache, done=lambda k: tick("confirm", k))
+            evaluate([lr_chosen_without], "confirm")
             all_trials.append(lr_chosen_without)
 
-    # -- verdict helpers --------------------------------------------------------------------------
-    is_linear = info.is_linear and "add_capacity" not in kept
-    if is_linear:
-        optimum, kind, tol = reference.optimum(linear=True), "least squares", LINEAR_TOLERANCE
-    else:
-        opts = {"least squares": reference.linear_mse}
-        if reference.nonlinear_mse is not None:
-            opts["nonlinear reference"] = reference.nonlinear_mse
-        if noise_floor is not None:
-            opts["noise floor"] = float(noise_floor)
-        kind = min(opts, key=opts.get)
-        optimum, tol = opts[kind], NONLINEAR_TOLERANCE
-    target = optimum * (1 + tol)
+    # -- the held-out optimum --------------------------------------------------------------------
+    is_linear = (info.is_linear and "add_capacity" not in kept) or "linear_model" in kept
+    opts = {"least squares": heldout_refs.get("least squares", float("inf"))}
+    if not is_linear and "nonlinear reference" in heldout_refs:
+        opts["nonlinear reference"] = heldout_refs["nonlinear reference"]
+    if noise_floor is not None and not is_linear and "nonlinear reference" not in opts:
+        # a known noise variance is a population value: used only where no reference was measured on the rows
+        opts["noise floor"] = float(noise_floor)
+    kind = min(opts, key=opts.get)
+    val_optimum = float(opts[kind])
+    if not np.isfinite(val_optimum):
+        val_optimum, kind = float(heldout_refs.get("mean predictor", reference.mean_mse)), "mean predictor"
+    if val_optimum < reference.floor:  # noiseless data: judged against a fraction of var(y), never a ratio to ~0
+        val_optimum, kind = reference.floor, "noiseless-data (1e-6 of var(y))"
+    tol = HELDOUT_TOLERANCE
+    target = val_optimum * (1 + tol)
+    before_val = v(baseline)
 
-    # -- before: the user's configuration as trained ----------------------------------------------
+    # -- stage 3: the final recipe: a change must gain MIN_GAIN on held-out data ------------------
+    nothing_helped = chosen is baseline or (not kept and not lr_changed) or not (v(chosen) < before_val * (1 - MIN_GAIN))
+    if nothing_helped:
+        chosen, kept, lr_changed = baseline, [], False
+    final_recipe = chosen.recipe
+    after_val = v(chosen)
+    es_kept = None
+    healthy = not dropped and nothing_helped and before_val <= target
+    more_kept = None
+    plain_runs: dict[int, Any] = {}  # fold -> the longer plain-fit run, when more epochs are kept
+    if not healthy and np.isfinite(after_val) and (after_val > target or _still_falling(chosen.mse)):
+        # up to 3x the epochs with plain model.fit (early stopping on the training loss that restores the
+        # best weights, ReduceLROnPlateau), on every fold, judged on the same held-out rows
+        longer = iv.MoreEpochs(epochs=max(3 * n_epochs, 300))
+        long_recipe = longer.apply(final_recipe)
+        long_sse, long_count, long_train = 0.0, 0, float("inf")
+        try:
+            for f, (tr, va) in enumerate(plan.folds):
+                run_l = train_plain(model, Xp[tr], yp[tr], long_recipe, seed=seed, cache=cache)
+                tick("longer")
+                plain_runs[f] = run_l
+                long_sse += predict_mse(run_l.model, Xp[va], yp[va]) * len(va)
+                long_count += len(va)
+                if f == 0:
+                    long_train = predict_mse(run_l.model, Xp[tr], yp[tr])
+            long_val = long_sse / max(long_count, 1)
+        except Exception as exc:  # pragma: no cover - plain fit failing where the engine trained
+            notes.append(f"more epochs not tried ({type(exc).__name__})")
+            long_val = float("inf")
+        long_trial = Trial(f"{chosen.label}, up to {long_recipe.epochs} epochs with early stopping + ReduceLROnPlateau",
+                           long_recipe, chosen.names + ("more_epochs",), final_mse=long_train,
+                           best_mse=long_train, diverged=not np.isfinite(long_val),
+                           mse=list(plain_runs[0].mse) if 0 in plain_runs else [], engine="model.fit")
+        val[long_recipe] = long_val
+        all_trials.append(long_trial)
+        # kept when the held-out MSE falls, or the fit improves (training MSE) at no held-out cost
+        fits_better = long_train < _finite(chosen.final_mse) * (1 - KEEP_TOLERANCE) and long_val <= after_val * (1 + KEEP_TOLERANCE)
+        if (long_val < after_val * (1 - KEEP_TOLERANCE) or fits_better) and long_val < before_val * (1 - MIN_GAIN):
+            more_kept = (iv.MoreEpochs(epochs=long_recipe.epochs), long_val, after_val)
+            chosen, final_recipe, after_val = long_trial, long_recipe, long_val
+            if nothing_helped:
+                nothing_helped, kept, lr_changed = False, [], False
+        else:
+            plain_runs.clear()
+    if not healthy and plan.kind != "k-fold" and np.isfinite(after_val) and more_kept is None:
+        # early stopping on the validation loss, best weights restored (the user's epochs stay the maximum)
+        tr, va = plan.folds[0]
+        es_recipe = final_recipe.replace(early_stopping=True, reduce_lr_on_plateau=False)
+        run = None
+        try:
+            run = train_plain(model, Xp[tr], yp[tr], es_recipe, seed=seed, cache=cache, validation_data=(Xp[va], yp[va]))
+            tick("early stopping")
+            es_val = predict_mse(run.model, Xp[va], yp[va])
+        except Exception as exc:  # pragma: no cover - plain fit failing where the engine trained
+            notes.append(f"early stopping on the validation loss not tried ({type(exc).__name__})")
+            es_val = float("inf")
+        if run is not None and np.isfinite(es_val):
+            stop_at = int(run.best_epoch) + 1
+            es_iv = iv.EarlyStoppingOnValidation(epochs=stop_at)
+            es_trial = Trial(f"{chosen.label}, early stopping on the validation loss (best epoch {stop_at})",
+                             es_iv.apply(final_recipe), chosen.names + ("early_stopping",), final_mse=float(run.mse[-1]) if run.mse else float("nan"),
+                             best_mse=float(np.nanmin(run.mse)) if run.mse else float("nan"), mse=run.mse, engine="model.fit")
+            val[es_trial.recipe] = es_val
+            all_trials.append(es_trial)
+            if es_val < after_val * (1 - KEEP_TOLERANCE) and es_val < before_val * (1 - MIN_GAIN) and stop_at < final_recipe.epochs:
+                es_kept = (es_iv, es_val, after_val, es_trial)
+                final_recipe = es_trial.recipe
+                after_val = es_val
+                nothing_helped = False
+                healthy = False
+                if chosen is baseline:
+                    kept = []
+
+    # -- the final model: retrained on all rows when the split was fitdoctor's own ------------------
+    train_rows = np.arange(len(yc)) if plan.retrain_all else plan.folds[0][0]
+    Xt, yt = Xp[train_rows], yp[train_rows]
+    final_run = None  # a plain-fit run whose model is returned (more epochs, early stopping)
+    if plan.retrain_all:
+        final_trials = [Trial("your configuration, all rows", base, ())]
+        if final_recipe != base and more_kept is None:
+            final_trials.append(Trial("chosen recipe, all rows", final_recipe, chosen.names))
+        run_trials(model, Xt, yt, final_trials, seed=seed, cache=cache, done=lambda k: tick("final", k), executor=executor)
+        base_final = final_trials[0]
+        chosen_final = final_trials[-1]
+        if more_kept is not None:
+            final_run = train_plain(model, Xt, yt, final_recipe, seed=seed, cache=cache)
+            tick("final")
+    else:
+        base_final = baseline
+        chosen_final = chosen
+        if more_kept is not None:
+            final_run = plain_runs[0]
+        elif es_kept is not None:
+            final_run = run
     if dropped:
         before_loss, history_before = _measure_before_nonfinite(model, X, y, user_recipe, seed)
     else:
-        before_model = baseline.build_model()
-        before_loss = predict_mse(before_model, Xc, yc)
-        history_before = list(baseline.mse)
+        before_loss = predict_mse(base_final.build_model(), Xt, yt)
+        history_before = list(base_final.mse)
+    if final_run is not None:  # a plain-fit run (more epochs; early stopping on the given validation rows)
+        final_model = final_run.model
+        history_after = list(final_run.mse)
+    else:
+        final_model = chosen_final.build_model()
+        history_after = list(chosen_final.mse)
+    after_loss = predict_mse(final_model, Xt, yt)
+    if nothing_helped and not dropped:
+        after_loss = before_loss if plan.retrain_all or chosen_final is baseline else after_loss
 
-    # -- stage 3: the final model -----------------------------------------------------------------
-    nothing_helped = chosen is baseline or (not kept and not lr_changed)
-    if nothing_helped:
-        chosen = baseline
-    final_recipe = chosen.recipe
-    final_model = chosen.build_model()
-    after_loss = predict_mse(final_model, Xc, yc)
-    history_after = list(chosen.mse)
     applied: list[AppliedIntervention] = []
     reasons: list[str] = []
-    more_epochs_effect = None
-    healthy = not dropped and before_loss <= target and nothing_helped
-    if not healthy and (after_loss > target or _still_falling(chosen.mse)):
-        longer = iv.MoreEpochs(epochs=max(3 * n_epochs, 300))
-        long_recipe = longer.apply(final_recipe)
-        run = train_plain(model, Xc, yc, long_recipe, seed=seed, cache=cache)
-        tick("final")
-        long_loss = predict_mse(run.model, Xc, yc)
-        all_trials.append(Trial(f"chosen recipe, up to {long_recipe.epochs} epochs with early stopping + ReduceLROnPlateau",
-                                long_recipe, chosen.names + ("more_epochs",), final_mse=long_loss,
-                                best_mse=float(np.nanmin(run.mse)) if run.mse else long_loss,
-                                diverged=not np.isfinite(long_loss), mse=run.mse, engine="model.fit"))
-        if _finite(long_loss) < _finite(after_loss) * (1 - KEEP_TOLERANCE):
-            more_epochs_effect = (long_loss, after_loss)
-            final_model, final_recipe, history_after = run.model, long_recipe, run.mse
-            after_loss = long_loss
-            longer = iv.MoreEpochs(epochs=long_recipe.epochs)
-            kept_more = longer
-        else:
-            kept_more = None
-    else:
-        kept_more = None
-
-    # -- what was kept, with its measured effect --------------------------------------------------
+    # -- what was kept, with its measured effect (held-out MSE) -----------------------------------
     if dropped:
         applied.append(AppliedIntervention(iv.DropNonfiniteRows(), baseline.final_mse, before_loss,
                                            f"rows {dropped} hold NaN/inf; with them the loss is {before_loss:.4g} "
                                            "after one epoch (measured)"))
-    if not nothing_helped:
+    if not nothing_helped and chosen is not baseline:
         for n in kept:
-            applied.append(AppliedIntervention(cands[n], chosen.final_mse, loo[n].final_mse,
-                                               f"'{chosen.label}' vs '{loo[n].label}'"))
+            applied.append(AppliedIntervention(cands[n], v(chosen), v(loo[n]),
+                                               f"held-out MSE: '{chosen.label}' vs '{loo[n].label}'"))
         if lr_changed and lr_chosen_without is not None:
-            applied.append(AppliedIntervention(iv.SetLearningRate(best_lr), chosen.final_mse, lr_chosen_without.final_mse,
-                                               f"'{chosen.label}' vs '{lr_chosen_without.label}'"))
+            applied.append(AppliedIntervention(iv.SetLearningRate(best_lr), v(chosen), v(lr_chosen_without),
+                                               f"held-out MSE: '{chosen.label}' vs '{lr_chosen_without.label}'"))
         elif lr_changed:
-            applied.append(AppliedIntervention(iv.SetLearningRate(best_lr), chosen.final_mse, None,
+            applied.append(AppliedIntervention(iv.SetLearningRate(best_lr), v(chosen), None,
                                                "learning rate chosen with the other fixes present"))
-    if kept_more is not None and more_epochs_effect is not None:
-        applied.append(AppliedIntervention(kept_more, more_epochs_effect[0], more_epochs_effect[1],
-                                           "plain model.fit with callbacks vs the engine's fixed-epoch run"))
+    if more_kept is not None:
+        applied.append(AppliedIntervention(more_kept[0], more_kept[1], more_kept[2],
+                                           f"held-out MSE: {more_kept[0].epochs} epochs vs {n_epochs}"))
+    if es_kept is not None:
+        applied.append(AppliedIntervention(es_kept[0], es_kept[1], es_kept[2],
+                                           f"held-out MSE: '{es_kept[3].label}' vs the same recipe for all its epochs"))
 
-    reached = bool(np.isfinite(after_loss) and after_loss <= target)
+    reached = bool(np.isfinite(after_val) and after_val <= target)
+    how = plan.description
     if healthy:
-        message = (f"nothing to fix: your configuration reaches {after_loss:.4g}, within {tol:.0%} of the "
-                   f"{kind} optimum {optimum:.4g}")
+        message = (f"nothing to fix: your configuration's held-out MSE {before_val:.4g} ({how}) is within {tol:.0%} "
+                   f"of the held-out {kind} optimum {val_optimum:.4g}")
     elif nothing_helped and not dropped:
-        message = (f"nothing helped: no suspected fix lowered the training MSE measurably "
-                   f"({before_loss:.4g}, {after_loss / optimum:.3g}x the {kind} optimum {optimum:.4g})")
+        message = (f"nothing it tried helped: no change lowered the held-out MSE by {MIN_GAIN:.0%} or more; your "
+                   f"configuration is returned (held-out MSE {before_val:.4g}, {before_val / val_optimum:.3g}x the "
+                   f"held-out {kind} optimum {val_optimum:.4g}; {how})")
     elif reached:
-        message = (f"repaired: training MSE {before_loss:.4g} -> {after_loss:.4g}, within {tol:.0%} of the "
-                   f"{kind} optimum {optimum:.4g}")
+        message = (f"repaired: held-out MSE {before_val:.4g} -> {after_val:.4g} ({how}), within {tol:.0%} of the "
+                   f"held-out {kind} optimum {val_optimum:.4g}")
     else:
-        message = (f"partly repaired: training MSE {before_loss:.4g} -> {after_loss:.4g}, still "
-                   f"{after_loss / optimum:.3g}x the {kind} optimum {optimum:.4g}")
+        message = (f"partly repaired: held-out MSE {before_val:.4g} -> {after_val:.4g} ({how}), still "
+                   f"{after_val / val_optimum:.3g}x the held-out {kind} optimum {val_optimum:.4g}")
     if not reached:
-        tried = ", ".join(names) or "no structural fix was suspected"
+        tried = ", ".join(names + [e.name for e in extras if e.name not in names]) or "no structural fix was suspected"
         reasons.append(f"tried {tried} and learning rates {', '.join(f'{lr:g}' for lr in _lr_grid(base.learning_rate))}")
-        if is_linear and reference.nonlinear_mse is not None and reference.nonlinear_mse < reference.linear_mse:
-            reasons.append("the model is linear; the nonlinear reference is lower, more capacity may help")
-        if final_recipe.epochs <= n_epochs and _still_falling(history_after):
+        if is_linear and heldout_refs.get("nonlinear reference", float("inf")) < heldout_refs.get("least squares", 0.0):
+            reasons.append("the model is linear; the nonlinear reference is lower on held-out rows, more capacity may help")
+        if _still_falling(history_after):
             reasons.append("the loss was still falling at the last epoch")
+    if rpp is not None and rpp < FEW_ROWS_PER_PARAMETER:
+        reasons.append(f"{rpp:.2g} training rows per trainable parameter ({len(plan.folds[0][0])} rows, "
+                       f"{info.n_params} parameters): few rows per parameter overfit easily")
 
     # -- report: findings confirmed (or not) by the ablation --------------------------------------
     tested = set(names) | {"set_learning_rate"} | ({"drop_nonfinite_rows"} if dropped else set())
     kept_names = {a.name for a in applied}
     for f in findings:
         name = f.fix.intervention if f.fix else None
-        if name in tested or (name == "more_epochs" and kept_more is not None):
+        if name in tested:
             f.confirmed = name in kept_names
     notes = list(notes)
+    notes.append(f"candidates judged on held-out rows: {how}"
+                 + ("; the final model is retrained on all rows with the chosen recipe" if plan.retrain_all else ""))
+    if rpp is not None:
+        notes.append(f"rows per trainable parameter: {rpp:.3g}")
     for n in names:
         notes.append(f"suspected {n}: {why[n]}")
     if dropped:
         notes.append(f"dropped {len(dropped)} row(s) holding NaN/inf: rows {dropped}")
     report = Report(findings=findings, reference=reference, config=cfg.to_dict(),
                     model={"is_linear": is_linear, "output_activation": info.output_activation,
-                           "n_params": info.n_params}, notes=notes, source="fix",
+                           "n_params": info.n_params, "rows_per_parameter": rpp}, notes=notes, source="fix",
                     probe={"loss": history_before, "final_loss": before_loss,
                            "gap": reference.gap(before_loss, linear=is_linear)})
-
-    validation = None
-    if validation_data is not None:
-        Xv, yv = _as_arrays(*validation_data[:2])
-        okv = np.isfinite(Xv).all(axis=1) & np.isfinite(yv)
-        validation = {"after": predict_mse(final_model, Xv[okv], yv[okv])}
-        if not dropped:
-            validation["before"] = predict_mse(baseline.build_model(), Xv[okv], yv[okv])
-
+    validation = {"before": before_val, "after": after_val, "optimum": val_optimum, "optimum_kind": kind,
+                  "references": heldout_refs, "how": how, "kind": plan.kind, "folds": len(plan.folds)}
+    # the verdict's optimum on the training rows (for the training-MSE lines the CLI prints)
+    train_opt = reference.optimum(linear=is_linear)
+    if noise_floor is not None and not is_linear:
+        train_opt = min(train_opt, float(noise_floor))
+    train_opt = max(train_opt, reference.floor)
+    ablation_rows = []
+    for t in all_trials:
+        row = t.row()
+        row["val_mse"] = val.get(t.recipe)
+        ablation_rows.append(row)
     return Repair(
         model=final_model, before_loss=float(before_loss), after_loss=float(after_loss), reference=reference,
-        optimum=float(optimum), optimum_kind=kind, reached_optimum=reached, applied=applied, report=report,
-        history_before=[float(v) for v in history_before], history_after=[float(v) for v in history_after],
-        ablation=[t.row() for t in all_trials], dropped_rows=dropped, recipe=final_recipe, user_recipe=user_recipe,
+        optimum=float(train_opt), optimum_kind=("least squares" if is_linear else "reference"), reached_optimum=reached,
+        applied=applied, report=report,
+        history_before=[float(x) for x in history_before], history_after=[float(x) for x in history_after],
+        ablation=ablation_rows, dropped_rows=dropped, recipe=final_recipe, user_recipe=user_recipe,
         message=message, reasons=reasons, validation_loss=validation, n_candidates=len({t.recipe for t in all_trials}),
         seconds=time.perf_counter() - t_start, feature_names=list(feature_names or [f"x{i}" for i in range(X.shape[1])]),
         target_name=target_name, data_path=data_path, seed=seed, X=X, y=y,
-        arch_model=cache.get(final_recipe.architecture),
+        arch_model=cache.get(final_recipe.architecture), before_val_loss=before_val, after_val_loss=after_val,
+        val_optimum=val_optimum, val_optimum_kind=kind, validation=how, heldout_references=heldout_refs,
+        rows_per_parameter=rpp, retrained_on_all_rows=plan.retrain_all,
     )
+
+
+def _resizable(model, Xc) -> bool:
+    from . import surgery
+
+    try:
+        return surgery.resizable(model)
+    except Exception:
+        return False
+
+
+def _narrow_width(info) -> int:
+    """A quarter of the widest hidden layer, at least 2 and at most 16 units."""
+    widths = [int(l.units) for l in info.layers if getattr(l, "units", None) and l.class_name == "Dense"][:-1]
+    return int(min(16, max(2, (max(widths) if widths else 8) // 4)))

@@ -44,20 +44,82 @@ def _snake(name: str) -> str:
 
 
 def _optimizer_code(recipe) -> str:
-    args = [f"learning_rate={recipe.learning_rate:.6g}"]
-    if recipe.clipnorm:
-        args.append(f"clipnorm={recipe.clipnorm:g}")
-    cls = _OPTIMIZER_CLASSES.get(recipe.optimizer)
-    if cls:
+    """The optimizer exactly as the recipe trains it: class and every non-default setting."""
+    import json
+
+    from ..model.inspect import optimizer_settings, serialize_optimizer
+    from .training import make_optimizer
+
+    opt = make_optimizer(recipe)
+    cls = type(opt).__name__
+    settings = optimizer_settings(serialize_optimizer(opt))
+    schedule = settings.pop("schedule", None)
+    if schedule is not None:
+        sched_cfg = {k: v for k, v in schedule.get("config", {}).items() if k != "name"}
+        args = [f"learning_rate=keras.optimizers.schedules.{schedule.get('class_name')}(**{sched_cfg!r})"]
+    else:
+        args = [f"learning_rate={float(recipe.learning_rate):.7g}"]
+    args += [f"{k}={v!r}" for k, v in settings.items()]
+    if getattr(__import__("keras").optimizers, cls, None) is type(opt):
         return f"keras.optimizers.{cls}({', '.join(args)})"
-    cfg = ", ".join(f"{a.split('=')[0]!r}: {a.split('=')[1]}" for a in args)
-    return f"keras.optimizers.get({{'class_name': {recipe.optimizer!r}, 'config': {{{cfg}}}}})"
+    ser = json.loads(serialize_optimizer(opt) or "{}")
+    return f"keras.optimizers.deserialize({ser!r})"
 
 
 def _loss_code(recipe) -> str:
+    from ..experiments.engine import make_loss
+    from .training import run_spec
+
+    spec = run_spec(recipe)
+    if spec.uses_user_loss:
+        obj = make_loss(spec)
+        if isinstance(obj, str):
+            return repr(obj)
+        if _is_keras_object(obj):
+            from ..model.inspect import loss_keywords
+
+            kw = ", ".join(f"{k}={v!r}" for k, v in loss_keywords(obj).items())
+            return f"keras.losses.{type(obj).__name__}({kw})"
+        if isinstance(obj, type) or not hasattr(obj, "__name__"):  # a Loss subclass instance
+            return f"{type(obj).__name__}()"
+        return obj.__name__
     if recipe.loss == "huber":
         return f"keras.losses.Huber(delta={recipe.huber_delta:g})"
     return repr(recipe.loss)
+
+
+def _is_keras_object(obj) -> bool:
+    import keras
+
+    mod = type(obj).__module__ or ""
+    return mod.startswith("keras") and getattr(keras.losses, type(obj).__name__, None) is type(obj)
+
+
+def _user_loss_source(recipe) -> list[str]:
+    """Lines that define or import the user's own loss (a function or a Loss subclass), with a comment."""
+    import inspect
+    import textwrap
+
+    from ..experiments.engine import make_loss
+    from .training import run_spec
+
+    spec = run_spec(recipe)
+    if not spec.uses_user_loss:
+        return []
+    obj = make_loss(spec)
+    if isinstance(obj, str) or _is_keras_object(obj):
+        return []
+    target = obj if hasattr(obj, "__name__") and not isinstance(obj, type) and inspect.isfunction(obj) else type(obj)
+    name = target.__name__
+    try:
+        src = textwrap.dedent(inspect.getsource(target)).rstrip()
+        return [f"# your loss `{name}`, copied from its source (fitdoctor trains with it as you compiled it)", src, "", ""]
+    except (OSError, TypeError):
+        mod = getattr(target, "__module__", None)
+        if mod and mod != "__main__":
+            return [f"from {mod} import {name}  # your loss `{name}` (fitdoctor trains with it as you compiled it)", ""]
+        return [f"# your loss `{name}`: its source was not available; define it here before running this script",
+                f"# def {name}(y_true, y_pred): ...", ""]
 
 
 def _callbacks_code(recipe) -> list[str]:
@@ -75,7 +137,8 @@ def _callbacks_code(recipe) -> list[str]:
 def render_fix_script(rep, *, data_file: str | None = None) -> str:
     """The source of ``fix.py`` for the :class:`~fitdoctor.fix.Repair` ``rep``."""
     r = rep.recipe
-    n_inputs = int(rep._X.shape[1]) if rep._X is not None else len(rep.feature_names)
+    in_shape = tuple(int(d) for d in rep._X.shape[1:]) if rep._X is not None else (len(rep.feature_names),)
+    n_inputs = ", ".join(str(d) for d in in_shape) + ("," if len(in_shape) == 1 else "")
     stack = _dense_stack(rep._arch_model) if getattr(rep, "_arch_model", None) is not None else None
     applied = rep.applied or []
     doc = [f'"""Repaired training for {rep.target_name!r}, written by `fitdoctor fix` (plain Keras: fitdoctor is not needed).',
@@ -98,6 +161,7 @@ def render_fix_script(rep, *, data_file: str | None = None) -> str:
         "import numpy as np",
         "import keras",
         "",
+        *_user_loss_source(r),
         "HERE = os.path.dirname(os.path.abspath(__file__))",
         "ARGS = [a for a in sys.argv[1:] if not a.startswith('--')]",
         f"DATA = ARGS[0] if ARGS else {default}",
@@ -107,39 +171,43 @@ def render_fix_script(rep, *, data_file: str | None = None) -> str:
         "def load(path):",
         "    if path.endswith('.npz'):",
         "        data = np.load(path)",
-        "        return np.asarray(data['X'], dtype=float), np.asarray(data['y'], dtype=float).reshape(-1)",
+        "        X = np.asarray(data['X'], dtype=float)",
+        "        return X, np.asarray(data['y'], dtype=float).reshape(len(X), -1)",
         "    import pandas as pd",
         "    frame = pd.read_parquet(path) if path.endswith(('.parquet', '.pq')) else pd.read_csv(path, sep=None, engine='python')",
-        "    y = frame.pop(TARGET).to_numpy(dtype=float)",
-        "    return frame.to_numpy(dtype=float), y",
+        "    targets = TARGET.split(',')  # one column, or several separated by commas",
+        "    y = frame[targets].to_numpy(dtype=float)",
+        "    return frame.drop(columns=targets).to_numpy(dtype=float), y",
         "",
         "",
         "X, y = load(DATA)",
     ]
     if r.drop_nonfinite:
-        L += ["keep = np.isfinite(X).all(axis=1) & np.isfinite(y)  # drop_nonfinite_rows",
+        L += ["keep = np.isfinite(X.reshape(len(X), -1)).all(axis=1) & np.isfinite(y).all(axis=1)  # drop_nonfinite_rows",
               "print(f'dropped rows {np.flatnonzero(~keep).tolist()} (NaN or inf)')",
               "X, y = X[keep], y[keep]"]
     else:
-        L += ["keep = np.isfinite(X).all(axis=1) & np.isfinite(y)",
+        L += ["keep = np.isfinite(X.reshape(len(X), -1)).all(axis=1) & np.isfinite(y).all(axis=1)",
               "X, y = X[keep], y[keep]  # no NaN/inf in the data fitdoctor saw; kept for safety"]
     L += [f"keras.utils.set_random_seed({int(rep.seed)})", ""]
     if stack is not None:
         L += ["core = keras.Sequential(["]
-        L += [f"    keras.Input(({n_inputs},)),"] + [f"    {s}," for s in stack] + ["])"]
+        L += [f"    keras.Input(({n_inputs})),"] + [f"    {s}," for s in stack] + ["])"]
     else:
         L += ["# the (modified) architecture with its starting weights, saved beside this script",
               "core = keras.saving.load_model(os.path.join(HERE, 'initial_model.keras'), compile=False)"]
-    L += [f"inputs = keras.Input(({n_inputs},))"]
+    L += [f"inputs = keras.Input(({n_inputs}))"]
     if r.scale_x:
-        L += ["x_std = X.std(axis=0)", "x_std[x_std == 0] = 1.0",
-              "hidden = keras.layers.Normalization(mean=X.mean(axis=0), variance=x_std**2)(inputs)  # scale_inputs"]
+        L += ["axes = tuple(range(X.ndim - 1))  # per feature (the last axis)",
+              "x_std = X.std(axis=axes)", "x_std[x_std == 0] = 1.0",
+              "hidden = keras.layers.Normalization(mean=X.mean(axis=axes), variance=x_std**2)(inputs)  # scale_inputs"]
     else:
         L += ["hidden = inputs"]
     L += ["outputs = core(hidden)", "trainer = keras.Model(inputs, outputs)",
           f"trainer.compile(optimizer={_optimizer_code(r)}, loss={_loss_code(r)})"]
     if r.scale_y:
-        L += ["y_mean, y_std = y.mean(), y.std()", "y_train = (y - y_mean) / y_std  # scale_targets"]
+        L += ["y_mean, y_std = y.mean(axis=0), y.std(axis=0)  # per target column",
+              "y_train = (y - y_mean) / y_std  # scale_targets"]
     else:
         L += ["y_train = y"]
     cbs = _callbacks_code(r)
@@ -147,13 +215,13 @@ def render_fix_script(rep, *, data_file: str | None = None) -> str:
     if cbs:
         L += ["callbacks = ["] + [f"    {c}," for c in cbs] + ["]"]
         cb_arg = ", callbacks=callbacks"
-    L += [f"trainer.fit(X, y_train.reshape(-1, 1), epochs={r.epochs}, batch_size={r.batch_size}, verbose=0{cb_arg})"]
+    L += [f"trainer.fit(X, y_train, epochs={r.epochs}, batch_size={r.batch_size}, verbose=0{cb_arg})"]
     if r.scale_y:
         L += ["# predictions back in the original units",
-              "model = keras.Model(inputs, keras.layers.Normalization(mean=[y_mean], variance=[y_std**2], invert=True)(outputs))"]
+              "model = keras.Model(inputs, keras.layers.Normalization(mean=y_mean, variance=y_std**2, invert=True)(outputs))"]
     else:
         L += ["model = trainer"]
-    L += ["mse = float(np.mean((model.predict(X, verbose=0).reshape(-1) - y) ** 2))",
+    L += ["mse = float(np.mean((model.predict(X, verbose=0).reshape(len(X), -1) - y) ** 2))  # mean over rows and targets",
           "print(f'final training MSE: {mse:.6g}')",
           "if '--save' in sys.argv:",
           "    model.save(os.path.join(HERE, 'model_from_fix.keras'))",

@@ -59,6 +59,9 @@ def arch_model(model, n_inputs: int, recipe: Recipe, seed: int, cache: dict):
                                             kernel_initializer=recipe.kernel_initializer,
                                             hidden_units=recipe.hidden_units,
                                             hidden_activation=HIDDEN_ACTIVATION, seed=seed)
+        if recipe.l2 is not None or recipe.dropout is not None or recipe.width is not None:
+            cache[key] = surgery.resized_model(cache[key], n_inputs, l2=recipe.l2, dropout=recipe.dropout,
+                                               width=recipe.width, seed=seed)
     return cache[key]
 
 
@@ -67,15 +70,19 @@ def run_spec(recipe: Recipe):
 
     return RunSpec(optimizer=recipe.optimizer, learning_rate=float(recipe.learning_rate), loss=recipe.loss,
                    huber_delta=float(recipe.huber_delta), scale_x=recipe.scale_x, scale_y=recipe.scale_y,
-                   epochs=int(recipe.epochs), batch_size=int(recipe.batch_size), clipnorm=recipe.clipnorm)
+                   epochs=int(recipe.epochs), batch_size=int(recipe.batch_size), clipnorm=recipe.clipnorm,
+                   momentum=float(recipe.momentum), optimizer_config=recipe.optimizer_config,
+                   loss_object=recipe.loss_object)
 
 
 def run_trials(model, X, y, trials: list[Trial], *, seed: int, cache: dict,
-               done: Callable[[int], None] | None = None) -> list[Trial]:
-    """Train every trial on the engine, grouped by architecture; identical recipes train once."""
+               done: Callable[[int], None] | None = None, executor=None) -> list[Trial]:
+    """Train every trial on the engine, grouped by architecture; identical recipes train once.
+
+    ``executor``: where the runs train (see :func:`fitdoctor.experiments.engine.train_runs`)."""
     from ..experiments.engine import train_runs
 
-    n_inputs = X.shape[1]
+    n_inputs = tuple(np.shape(X)[1:])  # one row as the model takes it
     unique: dict[Recipe, list[Trial]] = {}
     for t in trials:
         unique.setdefault(t.recipe, []).append(t)
@@ -84,7 +91,7 @@ def run_trials(model, X, y, trials: list[Trial], *, seed: int, cache: dict,
         by_arch.setdefault(r.architecture, []).append(r)
     for recipes in by_arch.values():
         base = arch_model(model, n_inputs, recipes[0], seed, cache)
-        results = train_runs(base, X, y, [run_spec(r) for r in recipes], seed=seed)
+        results = train_runs(base, X, y, [run_spec(r) for r in recipes], seed=seed, executor=executor)
         for r, res in zip(recipes, results):
             for t in unique[r]:
                 t.final_mse = float(res.final_mse)
@@ -101,10 +108,14 @@ def run_trials(model, X, y, trials: list[Trial], *, seed: int, cache: dict,
 
 def predict_mse(model, X, y) -> float:
     """Training MSE in original units, measured by predicting with ``model``."""
-    pred = np.asarray(model.predict(np.asarray(X, np.float32), verbose=0, batch_size=4096), dtype=np.float64)
-    pred = pred.reshape(len(X), -1)[:, 0]
+    from ..model.replica import call_model
+
+    pred = call_model(model, X).reshape(len(X), -1)  # model.predict costs ~0.2 s a call on TensorFlow
+    y = np.asarray(y, np.float64).reshape(len(X), -1)
+    if pred.shape[1] != y.shape[1]:  # one target for a model with several identical outputs: compare the first
+        pred = pred[:, : y.shape[1]]
     with np.errstate(over="ignore", invalid="ignore"):
-        return float(np.mean((pred - np.asarray(y, np.float64).reshape(-1)) ** 2))
+        return float(np.mean((pred - y) ** 2))  # mean over rows and target columns
 
 
 @dataclass
@@ -117,50 +128,70 @@ class PlainRun:
 
 
 def make_optimizer(recipe: Recipe):
-    import keras
+    """The recipe's Keras optimizer (one place: :func:`fitdoctor.experiments.engine.make_optimizer`)."""
+    from ..experiments.engine import make_optimizer as engine_optimizer
 
-    cfg: dict[str, Any] = {"learning_rate": float(recipe.learning_rate)}
-    if recipe.clipnorm:
-        cfg["clipnorm"] = float(recipe.clipnorm)
-    return keras.optimizers.get({"class_name": recipe.optimizer, "config": cfg})
+    return engine_optimizer(run_spec(recipe))
 
 
 def make_loss(recipe: Recipe):
+    """The loss ``compile`` gets (one place: :func:`fitdoctor.experiments.engine.make_loss`)."""
     import keras
 
-    if recipe.loss == "huber":
+    from ..experiments.engine import make_loss as engine_loss
+
+    spec = run_spec(recipe)
+    if recipe.loss == "huber" and not spec.uses_user_loss:
         return keras.losses.Huber(delta=float(recipe.huber_delta))
-    return keras.losses.get(recipe.loss)
+    return engine_loss(spec)
 
 
-def callbacks_for(recipe: Recipe) -> list:
-    """EarlyStopping that restores the best weights and ReduceLROnPlateau, both on the training loss."""
+def callbacks_for(recipe: Recipe, *, monitor: str = "loss") -> list:
+    """EarlyStopping that restores the best weights and ReduceLROnPlateau, both on ``monitor`` (the
+    training loss; ``"val_loss"`` stops on the validation loss, with a shorter patience)."""
     import keras
 
     cbs = []
     if recipe.early_stopping:
-        cbs.append(keras.callbacks.EarlyStopping(monitor="loss", patience=max(50, recipe.epochs // 10),
+        patience = max(10, recipe.epochs // 10) if monitor == "val_loss" else max(50, recipe.epochs // 10)
+        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=patience,
                                                  min_delta=0.0, restore_best_weights=True))
-    if recipe.reduce_lr_on_plateau:
+    if recipe.reduce_lr_on_plateau and not run_spec(recipe).has_schedule:  # a schedule's rate cannot be set
         cbs.append(keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=max(15, recipe.epochs // 40),
                                                      min_lr=float(recipe.learning_rate) * 1e-3))
     return cbs
 
 
-def train_plain(model, X, y, recipe: Recipe, *, seed: int, cache: dict) -> PlainRun:
-    """Train ``recipe`` with a plain ``model.fit`` (callbacks included) and return the portable model."""
+def _train_plain_from(base, X, y, recipe: Recipe, *, seed: int, validation_data=None) -> PlainRun:
+    """:func:`train_plain` from ``base``, the recipe's architecture already built (the worker's side)."""
+    return train_plain(base, X, y, recipe, seed=seed, cache={recipe.architecture: base}, validation_data=validation_data)
+
+
+def train_plain(model, X, y, recipe: Recipe, *, seed: int, cache: dict, validation_data=None) -> PlainRun:
+    """Train ``recipe`` with a plain ``model.fit`` (callbacks included) and return the portable model.
+
+    ``validation_data=(Xv, yv)``: fit reports the validation loss and the callbacks watch it
+    (early stopping on the validation loss, best weights restored). On a backend other than JAX
+    the fit runs in the JAX worker process and the model comes back rebuilt in this backend."""
     import keras
 
-    n_inputs = X.shape[1]
+    from ..experiments.executors import call_in_worker
+
+    n_inputs = tuple(np.shape(X)[1:])
     base = arch_model(model, n_inputs, recipe, seed, cache)
+    remote = call_in_worker(_train_plain_from, base, X, y, recipe, seed=seed, validation_data=validation_data)
+    if remote is not None:  # H5 (#14): a TensorFlow user's plain fit on JAX, from the same starting weights
+        return remote
     keras.utils.set_random_seed(seed)
     core = surgery.clone(base, n_inputs)
     X = np.asarray(X, np.float64)
-    y = np.asarray(y, np.float64).reshape(-1)
-    x_mean, x_std = X.mean(axis=0), X.std(axis=0)
+    y = np.asarray(y, np.float64).reshape(len(X), -1)  # (n, k)
+    axes = tuple(range(X.ndim - 1))
+    x_mean, x_std = X.mean(axis=axes), X.std(axis=axes)
     x_std[x_std == 0] = 1.0
-    y_mean, y_std = float(y.mean()), float(y.std()) or 1.0
-    inp = keras.Input((n_inputs,), name="raw_inputs")
+    y_mean, y_std = y.mean(axis=0), y.std(axis=0)
+    y_std[y_std == 0] = 1.0
+    inp = keras.Input(n_inputs, name="raw_inputs")
     h = inp
     if recipe.scale_x:
         h = keras.layers.Normalization(mean=x_mean.astype(np.float32), variance=(x_std**2).astype(np.float32),
@@ -168,10 +199,10 @@ def train_plain(model, X, y, recipe: Recipe, *, seed: int, cache: dict) -> Plain
     out = core(h)
     trainer = keras.Model(inp, out)
     trainer.compile(optimizer=make_optimizer(recipe), loss=make_loss(recipe))
-    ym, ys = (y_mean, y_std) if recipe.scale_y else (0.0, 1.0)
+    ym, ys = (y_mean, y_std) if recipe.scale_y else (np.zeros(y.shape[1]), np.ones(y.shape[1]))
     y_train = ((y - ym) / ys).astype(np.float32)
-    if len(out.shape) >= 2:
-        y_train = y_train.reshape(-1, 1)
+    if len(out.shape) < 2:
+        y_train = y_train[:, 0]
     X32 = X.astype(np.float32)
     curve: list[float] = []
 
@@ -179,15 +210,23 @@ def train_plain(model, X, y, recipe: Recipe, *, seed: int, cache: dict) -> Plain
         def on_epoch_end(self, epoch, logs=None):
             pred = np.asarray(keras.ops.convert_to_numpy(self.model(X32, training=False)), np.float64)
             with np.errstate(over="ignore", invalid="ignore"):
-                curve.append(float(np.mean((pred.reshape(-1) * ys + ym - y) ** 2)))
+                curve.append(float(np.mean((pred.reshape(len(y), -1) * ys + ym - y) ** 2)))
 
-    cbs = callbacks_for(recipe)
+    fit_kw = {}
+    if validation_data is not None:
+        Xv = np.asarray(validation_data[0], np.float32)
+        yv = ((np.asarray(validation_data[1], np.float64).reshape(len(Xv), -1) - ym) / ys).astype(np.float32)
+        fit_kw["validation_data"] = (Xv, yv[:, 0] if len(out.shape) < 2 else yv)
+    cbs = callbacks_for(recipe, monitor="val_loss" if validation_data is not None else "loss")
     hist = trainer.fit(X32, y_train, epochs=int(recipe.epochs), batch_size=int(recipe.batch_size), shuffle=True,
-                       verbose=0, callbacks=[_EpochMSE(), *cbs])
+                       verbose=0, callbacks=[_EpochMSE(), *cbs], **fit_kw)
     losses = [float(v) for v in hist.history["loss"]]
-    best_epoch = int(np.nanargmin(losses)) if losses and np.isfinite(losses).any() else len(losses) - 1
-    final = trainer
+    watched = [float(v) for v in hist.history["val_loss"]] if validation_data is not None else losses
+    best_epoch = int(np.nanargmin(watched)) if watched and np.isfinite(watched).any() else len(watched) - 1
+    # a new, uncompiled wrapper: the saved model loads without the user's loss or optimizer
+    final_out = out
     if recipe.scale_y:
-        final_out = keras.layers.Normalization(mean=[y_mean], variance=[y_std**2], invert=True, name="unscale_y")(out)
-        final = keras.Model(inp, final_out, name="repaired")
+        final_out = keras.layers.Normalization(mean=y_mean.astype(np.float32), variance=(y_std**2).astype(np.float32),
+                                               invert=True, name="unscale_y")(out)
+    final = keras.Model(inp, final_out, name="repaired")
     return PlainRun(model=final, loss=losses, mse=curve, stopped_epoch=len(losses), best_epoch=best_epoch)

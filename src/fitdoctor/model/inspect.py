@@ -5,6 +5,7 @@ optimizer's hyper-parameters only.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -58,15 +59,40 @@ def canonical_loss(loss: Any) -> str:
         return "mse"
     if isinstance(loss, str):
         key = loss
-    else:
+    elif not callable(loss) or hasattr(loss, "__name__") or (type(loss).__module__ or "").startswith("keras"):
         key = getattr(loss, "name", None) or getattr(loss, "__name__", None) or type(loss).__name__
+    else:  # the user's Loss subclass: Keras numbers its auto-generated names per instance; the class is stable
+        import re
+
+        key = re.sub(r"(?<!^)(?=[A-Z])", "_", type(loss).__name__)
     key = str(key).lower()
     return _LOSS_ALIASES.get(key, _LOSS_ALIASES.get(key.replace("_", ""), key))
 
 
+#: every loss name fitdoctor knows the kind of (a loss outside this set is the user's own)
+BUILTIN_LOSSES = frozenset(_LOSS_ALIASES.values())
+
+
+def is_custom_loss(name: str) -> bool:
+    """True for a loss fitdoctor does not know (a user's function or ``Loss`` subclass): rules that
+    need the loss's kind say "custom loss `NAME`: not judged" instead of guessing."""
+    return str(name) not in BUILTIN_LOSSES
+
+
+def custom_loss_note(name: str) -> str:
+    return f"custom loss `{name}`: not judged"
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
-    """The configuration a model is (or will be) trained with."""
+    """The configuration a model is (or will be) trained with.
+
+    ``optimizer_config`` is the optimizer's full Keras serialisation (``keras.optimizers.serialize``
+    as a JSON string, so the configuration stays hashable): momentum, nesterov, betas, epsilon,
+    amsgrad, weight decay, clipping, EMA and learning-rate schedules travel with it. ``loss_object``
+    is the loss as the user gave it when it is not a plain name (a ``Loss`` instance or subclass, a
+    function); ``loss`` is its canonical name.
+    """
 
     optimizer: str = "adam"
     learning_rate: float = 1e-3
@@ -76,10 +102,21 @@ class TrainingConfig:
     momentum: float = 0.0
     clipnorm: float | None = None
     huber_delta: float = 1.0
+    optimizer_config: str | None = None
+    loss_object: Any = None
 
     @property
     def adaptive(self) -> bool:
         return self.optimizer in ADAPTIVE
+
+    @property
+    def custom_loss(self) -> bool:
+        return is_custom_loss(self.loss)
+
+    @property
+    def optimizer_settings(self) -> dict[str, Any]:
+        """The optimizer's settings that differ from its Keras defaults (learning rate excluded)."""
+        return optimizer_settings(self.optimizer_config)
 
     def steps(self, n_rows: int) -> int | None:
         """Optimizer steps in the whole run: epochs x ceil(n / batch_size)."""
@@ -92,7 +129,75 @@ class TrainingConfig:
         return replace(self, **kw)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        d = dict(self.__dict__)
+        d["optimizer_config"] = None if self.optimizer_config is None else json.loads(self.optimizer_config)
+        d["loss_object"] = None if self.loss_object is None else loss_display_name(self.loss_object)
+        return d
+
+
+def loss_display_name(loss: Any) -> str:
+    """How a loss is named in messages: its string, a function's ``__name__`` or a class name."""
+    if isinstance(loss, str):
+        return loss
+    return getattr(loss, "__name__", None) or type(loss).__name__
+
+
+def loss_keywords(loss: Any) -> dict[str, Any]:
+    """The keyword arguments a Keras built-in ``Loss`` object passes to its function (``delta`` of Huber)."""
+    kw = getattr(loss, "_fn_kwargs", None)
+    return dict(kw) if isinstance(kw, dict) else {}
+
+
+def serialize_optimizer(opt: Any) -> str | None:
+    """The optimizer's full Keras serialisation as a JSON string (None for a name or a failure)."""
+    if opt is None or isinstance(opt, str):
+        return None
+    try:
+        import keras
+
+        return json.dumps(keras.optimizers.serialize(opt), sort_keys=True, default=_json_default)
+    except Exception:
+        return None
+
+
+def _json_default(v: Any):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+_DEFAULT_SETTINGS_CACHE: dict[str, dict] = {}
+
+
+def optimizer_settings(optimizer_config: str | None) -> dict[str, Any]:
+    """Entries of a serialised optimizer config that differ from a default instance of its class
+    (``name`` and ``learning_rate`` excluded; a learning-rate schedule appears as ``schedule``)."""
+    if not optimizer_config:
+        return {}
+    ser = json.loads(optimizer_config)
+    cfg = dict(ser.get("config", {}))
+    cls = ser.get("class_name", "")
+    if cls not in _DEFAULT_SETTINGS_CACHE:
+        try:
+            import keras
+
+            _DEFAULT_SETTINGS_CACHE[cls] = keras.optimizers.get(cls.lower() if cls.lower() in DEFAULT_LR else cls).get_config()
+        except Exception:
+            _DEFAULT_SETTINGS_CACHE[cls] = {}
+    default = _DEFAULT_SETTINGS_CACHE[cls]
+    out = {}
+    for k, v in cfg.items():
+        if k in ("name", "learning_rate"):
+            continue
+        if k in default and default[k] == v:
+            continue
+        if k not in default and v in (None, False, 0, 0.0):
+            continue
+        out[k] = v
+    if isinstance(cfg.get("learning_rate"), dict):
+        out["schedule"] = cfg["learning_rate"]
+    return out
 
 
 def _optimizer_name(opt: Any) -> str:
@@ -125,12 +230,16 @@ def read_training_config(
     lr = learning_rate
     if lr is None and opt_obj is not None and not isinstance(opt_obj, str):
         lr = _optimizer_lr(opt_obj)
+        if lr is not None:  # a float32 variable: 0.01 reads back as 0.009999999776; 7 digits is its precision
+            lr = float(f"{lr:.7g}")
     if lr is None:
         lr = DEFAULT_LR.get(name, 1e-3)
     momentum = float(getattr(opt_obj, "momentum", 0.0) or 0.0) if not isinstance(opt_obj, str) else 0.0
     clip = getattr(opt_obj, "clipnorm", None) if opt_obj is not None and not isinstance(opt_obj, str) else None
     loss_obj = loss if loss is not None else (getattr(model, "loss", None) if model is not None else None)
-    delta = float(getattr(loss_obj, "delta", 1.0) or 1.0) if loss_obj is not None and not isinstance(loss_obj, str) else 1.0
+    delta = 1.0
+    if loss_obj is not None and not isinstance(loss_obj, str):  # Keras's Huber keeps delta in its fn kwargs
+        delta = float(getattr(loss_obj, "delta", None) or loss_keywords(loss_obj).get("delta", 1.0) or 1.0)
     return TrainingConfig(
         optimizer=name,
         learning_rate=float(lr),
@@ -140,6 +249,8 @@ def read_training_config(
         momentum=momentum if name == "sgd" else 0.0,
         clipnorm=None if clip is None else float(clip),
         huber_delta=delta,
+        optimizer_config=serialize_optimizer(opt_obj),
+        loss_object=None if loss_obj is None or isinstance(loss_obj, str) else loss_obj,
     )
 
 
@@ -293,3 +404,67 @@ def architecture_signature(model) -> str:
 
     shapes = [(tuple(v.shape), str(v.dtype), bool(v.trainable)) for v in model.variables]
     return json.dumps(_without_names(model.get_config()), sort_keys=True, default=str) + repr(shapes)
+
+
+#: layers that transform inputs without learning (what the first trainable layer sees is their output)
+PREPROCESSING_LAYERS = {"Normalization", "Rescaling", "Discretization", "CategoryEncoding", "Identity",
+                        "Reshape", "Flatten", "Permute"}
+#: preprocessing layers that put the inputs on a standard scale
+SCALING_LAYERS = {"Normalization", "Rescaling"}
+
+
+def leading_preprocessing(model) -> list:
+    """The model's preprocessing layers in front of its first trainable layer (single-input models).
+
+    Empty for models with several inputs, for a model whose first layer learns, and for models
+    whose layers cannot be listed (subclassed).
+    """
+    if model is None or len(getattr(model, "inputs", None) or []) != 1:
+        return []
+    from .replica import walk_layers
+
+    out = []
+    for layer in walk_layers(model):
+        cls = type(layer).__name__
+        if cls == "InputLayer" or hasattr(layer, "layers"):
+            continue
+        if cls not in PREPROCESSING_LAYERS:
+            break
+        out.append(layer)
+    return out
+
+
+def scales_inputs(model) -> bool:
+    """True when the model standardises or rescales its inputs itself (a leading Normalization/Rescaling)."""
+    return any(type(l).__name__ in SCALING_LAYERS for l in leading_preprocessing(model))
+
+
+def preprocess_inputs(model, X):
+    """``X`` after the model's leading preprocessing layers, as float64 of rank 2 (None when there are none)."""
+    layers = [l for l in leading_preprocessing(model) if type(l).__name__ in SCALING_LAYERS]
+    if not layers:
+        return None
+    import keras
+
+    h = np.asarray(X, dtype=np.float32)
+    try:
+        for layer in leading_preprocessing(model):
+            h = keras.ops.convert_to_numpy(layer(h))
+    except Exception:  # a layer that cannot run on its own: the rules see the raw inputs
+        return None
+    h = np.asarray(h, dtype=np.float64)
+    return h.reshape(len(h), -1)
+
+
+def check_target_varies(y) -> None:
+    """Raise InputError when every finite target value is the same: there is nothing to regress
+    (every loss ratio would be against an optimum of exactly zero)."""
+    from ..errors import InputError
+
+    y = np.asarray(y, dtype=np.float64)
+    y = y.reshape(len(y), -1) if y.ndim else y.reshape(1, 1)
+    fin = y[np.isfinite(y).all(axis=1)] if len(y) else y
+    if len(fin) >= 2 and np.all(fin.max(axis=0) == fin.min(axis=0)):
+        value = float(fin[0, 0])
+        raise InputError(f"the target is constant (every value is {value:g}): there is nothing to regress; "
+                         "check the target column")

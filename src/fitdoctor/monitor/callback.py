@@ -20,6 +20,25 @@ SATURATION_MARGIN = 1e-3
 SANE_WEIGHT = 3.0
 
 
+def _keras_print(message: str) -> None:
+    """Print the way Keras's own callbacks do (``EarlyStopping``, ``ReduceLROnPlateau`` with verbose=1).
+
+    Keras writes to stdout when interactive logging is on (the default) and to absl's log when a
+    user turned it off with ``keras.utils.disable_interactive_logging()``. Its printer is private
+    (``keras.src.utils.io_utils.print_msg``), so this follows the same public switch,
+    ``keras.utils.is_interactive_logging_enabled()``, which both backends provide.
+    """
+    if keras.utils.is_interactive_logging_enabled():
+        import sys
+
+        sys.stdout.write(message + "\n")
+        sys.stdout.flush()
+    else:
+        from absl import logging as absl_logging
+
+        absl_logging.info(message)
+
+
 class Monitor(keras.callbacks.Callback):
     """Diagnose a training run while it happens (Keras callback).
 
@@ -125,6 +144,7 @@ class Monitor(keras.callbacks.Callback):
         )
         if data_bad:
             self.history_.nonfinite_inputs_evidence = data_bad
+        self.history_.inputs_checked = Xs is not None and self.y_sample is not None
         every = self.sample_every
         if every is None and spe:
             every = max(1, spe // 4, (spe * (epochs or 1)) // 100)
@@ -194,7 +214,7 @@ class Monitor(keras.callbacks.Callback):
         if self.verbose:
             from ..reporting.text import render_report_text
 
-            keras.utils.io_utils.print_msg("fitdoctor.Monitor:\n" + render_report_text(self.report_).rstrip("\n"))
+            _keras_print("fitdoctor.Monitor:\n" + render_report_text(self.report_).rstrip("\n"))
 
     # -- helpers --------------------------------------------------------------------------------
     def _global_step(self, batch: int) -> int:

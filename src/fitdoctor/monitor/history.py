@@ -55,6 +55,14 @@ def diagnose_history(history_or_losses, *, y=None, X=None, reference=None, optim
     trace = Trace.from_history(history_or_losses, reference=reference, y=y, optimizer=optimizer,
                                learning_rate=learning_rate, epochs=epochs, steps_per_epoch=steps_per_epoch,
                                is_linear=is_linear, y_var=y_var, loss_name=loss_name, monitor=monitor)
+    model = getattr(history_or_losses, "model", None)
+    if trace.output_activation is None and model is not None:  # a History remembers its model
+        try:
+            from ..model.inspect import describe_model
+
+            trace.output_activation = describe_model(model).output_activation
+        except Exception:  # a model inspect cannot read: its output is not judged
+            pass
     findings = run_training_rules(trace, select=select, ignore=ignore)
     return report_from_trace(trace, findings, source="history")
 
@@ -84,6 +92,13 @@ def report_from_trace(trace: Trace, findings: list[Finding], *, source: str) -> 
                   data=data, source=source)
 
 
+#: findings that say training is slow (not that the loss is bounded): a curve ending within AT_OPTIMUM x the
+#: optimum confirms none of them
+SLOWDOWNS = frozenset({"too-few-epochs", "lr-too-low", "adam-large-target", "batch-size", "ill-conditioned",
+                       "feature-scale", "target-scale"})
+AT_OPTIMUM = 1.1
+
+
 def confirm_by_curve(ctx, findings: list[Finding], curve, epochs: int) -> None:
     """Run the training-time rules on the probe's baseline curve: a static finding the curve shows
     too is confirmed; a curve finding not predicted statically is added."""
@@ -92,9 +107,16 @@ def confirm_by_curve(ctx, findings: list[Finding], curve, epochs: int) -> None:
                   epochs_planned=max(cfg.epochs or epochs, epochs), optimizer=cfg.optimizer,
                   learning_rate=cfg.learning_rate, loss_name="mse", reference=ctx.reference,
                   y_var=float(np.var(ctx.yc)), y_mean=float(np.mean(ctx.yc)), is_linear=ctx.model_info.is_linear,
+                  inputs_checked=True,  # the probe trains on the finite rows only
                   output_activation=ctx.model_info.output_activation, truncated=epochs < (cfg.epochs or epochs))
     seen = {f.name: f for f in findings}
+    fin = trace.finite_loss
+    at_optimum = bool(len(fin)) and (trace.gap(float(fin[-1])) or float("inf")) <= AT_OPTIMUM
     for live in run_training_rules(trace):
+        if at_optimum and live.name in SLOWDOWNS:
+            continue  # the curve already ends at the optimum: nothing was slowed down
+        if live.name == "predicts-constant" and "prediction_spread" not in live.evidence:
+            continue  # judged from a curve alone: the checks before training know the model better
         live.evidence["source"] = "probe curve"
         if live.name in seen:
             if seen[live.name].confirmed is not False:  # a fix that failed its own probe stays unconfirmed
@@ -122,13 +144,42 @@ def diagnose_log_file(args) -> Report:
     if "loss" not in frame.columns:
         raise InputError(f"{path} has no 'loss' column (columns: {', '.join(map(str, frame.columns))}): "
                          "pass a keras.callbacks.CSVLogger file")
+    raw = frame["loss"]
+    numbers = pd.to_numeric(raw, errors="coerce")
+    text = (numbers.isna() & raw.notna() & ~raw.astype(str).str.strip().str.lower().isin(["nan", ""])).to_numpy()
+    if text.any():
+        rows = np.flatnonzero(text).tolist()
+        raise InputError(f"the 'loss' column of {path} holds text ({str(raw[text].iloc[0])!r}) at row(s) "
+                         f"{', '.join(map(str, rows[:10]))}{' ...' if len(rows) > 10 else ''}: pass the file "
+                         "keras.callbacks.CSVLogger wrote")
+    frame["loss"] = numbers
     X = y = None
+    notes: list[str] = []
+    dropped: list[int] = []
     if getattr(args, "data", None):
         from ..data.loading import load_dataset
 
-        data, _dropped = load_dataset(args.data, args.target).dropna()
+        data, dropped = load_dataset(args.data, args.target).dropna()
         X, y = data.X, data.y
+        notes = list(data.notes)  # dropped rows by number, columns whose type changed
+        if len(y) < 2:
+            raise InputError(f"{args.data} has fewer than two complete rows: fill in the empty cells")
     elif getattr(args, "target", None):
         raise InputError("--target needs --data: pass the data file the model was trained on")
-    return diagnose_history(frame, X=X, y=y, optimizer=args.optimizer, learning_rate=args.lr, epochs=args.epochs,
-                            is_linear=args.linear, y_var=args.target_var)
+    reference = None
+    if X is not None:
+        from ..reference import compute_reference
+
+        reference = compute_reference(X, y)
+    trace = Trace.from_history(frame, reference=reference, y=y, optimizer=args.optimizer, learning_rate=args.lr,
+                               epochs=args.epochs, is_linear=args.linear, y_var=args.target_var)
+    if X is not None:  # the data was read: say whether it held NaN/inf before anything blames the weights
+        trace.inputs_checked = True
+        trace.nonfinite_inputs = bool(dropped)
+        if dropped:
+            trace.nonfinite_inputs_evidence = {
+                "reason": f"{len(dropped)} row(s) of {args.data} hold empty or non-finite cells",
+                "nonfinite_rows": dropped[:50], "n_nonfinite_rows": len(dropped)}
+    report = report_from_trace(trace, run_training_rules(trace), source="history")
+    report.notes[:0] = notes
+    return report

@@ -72,6 +72,9 @@ class Trace:
     samples: list[Sample] = field(default_factory=list)
     nonfinite_inputs: bool | None = None
     nonfinite_inputs_evidence: dict[str, Any] = field(default_factory=dict)
+    #: True only when the training data itself was checked for NaN/inf (a message may then say
+    #: "the inputs were finite"); False when nothing looked at the data
+    inputs_checked: bool = False
     nonfinite_step: int | None = None
     nonfinite_epoch: int | None = None
     stopped_on_nan: bool = False

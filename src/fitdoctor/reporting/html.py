@@ -18,14 +18,21 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .text import fmt, summary_line
+from .text import fmt, lr_stop_text, optimum_is_zero, summary_line
 
 #: a run "converges" when it ends within this factor of the optimum
 CONVERGED_GAP = 1.1
 #: pixels per inch of the embedded PNG figures
 DPI = 110
-#: matplotlib settings of the embedded figures: fonts large enough to read on a phone
-_RC = {"font.size": 12, "axes.titlesize": 13, "legend.fontsize": 10.5, "xtick.labelsize": 11, "ytick.labelsize": 11}
+#: matplotlib settings of the embedded figures. Figures are about 5.4 inches (600 px) wide and shown
+#: at their natural size, never stretched; on a 390 px phone they shrink to about 0.6x, so the
+#: smallest text (11.5 pt = 17.6 px in the image) stays above 10 CSS px there.
+_RC = {"font.size": 12, "axes.titlesize": 12.5, "axes.labelsize": 12, "legend.fontsize": 11.5,
+       "xtick.labelsize": 11.5, "ytick.labelsize": 11.5, "legend.title_fontsize": 11.5}
+#: the smallest text a figure may hold, in points (checked when the figure is drawn)
+MIN_FONT_PT = 11.5
+#: default size of a figure, inches
+FIGSIZE = (5.4, 3.6)
 
 _CSS = """
 *{box-sizing:border-box}
@@ -66,17 +73,21 @@ th,td{border-bottom:1px solid #e3e6ea;padding:4px 8px;text-align:left;vertical-a
 th{background:#f0f2f5;font-weight:600;white-space:nowrap}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr.best td{background:#eef8ee}
-td.text{min-width:20em}
+td.text{min-width:14em}
 table.kv{width:100%;max-width:560px;table-layout:fixed}
 table.kv td{overflow-wrap:anywhere;white-space:normal;min-width:0}
 table.kv td.num{text-align:left}
 figure{margin:14px 0}
-figure img{display:block;width:100%;max-width:820px;height:auto;background:#fff;border:1px solid #d0d5dc;
+figure img{display:block;max-width:100%;height:auto;background:#fff;border:1px solid #d0d5dc;
  border-radius:6px}
 figcaption{font-size:.88rem;color:#4a525c;margin-top:4px;max-width:820px}
 nav ul{padding-left:1.2em}
 footer{color:#6b737d;font-size:.8rem;margin-top:2em}
-@media (max-width:600px){body{font-size:15px}main{padding:8px 10px 30px}h1{font-size:1.25rem}
+@media (max-width:600px){table.stack thead{display:none}table.stack,table.stack tbody,table.stack tr,
+ table.stack td{display:block;width:100%}table.stack tr{border-bottom:2px solid #d0d5dc;padding:4px 0}
+ table.stack td{border:0;padding:1px 8px;text-align:left;white-space:normal;min-width:0}
+ table.stack td::before{content:attr(data-label) ": ";font-weight:600;color:#4a525c}
+ body{font-size:15px}main{padding:8px 10px 30px}h1{font-size:1.25rem}
  .verdict .headline{font-size:1.05rem}.card{padding:6px 10px 8px}}
 """
 
@@ -115,13 +126,32 @@ def _cell(v: Any) -> str:
     if isinstance(v, np.bool_):
         v = bool(v)
     if isinstance(v, bool) or v is None:
-        return f"<td>{escape(str(v).lower() if isinstance(v, bool) else '')}</td>"
+        return f"<td>{('yes' if v else 'no') if isinstance(v, bool) else ''}</td>"
     if isinstance(v, (int, float, np.integer, np.floating)):
+        if not math.isfinite(float(v)):
+            return f'<td class="num">{"infinite" if float(v) == float(v) else "not a number"}</td>'
         return f'<td class="num">{_num(v)}</td>'
+    if isinstance(v, (list, tuple)) and v and all(isinstance(x, dict) for x in v):
+        return "<td>" + "<br>".join(escape(_dict_words(x)) for x in list(v)[:8]) + "</td>"
+    if isinstance(v, dict):
+        return f"<td>{escape(_dict_words(v))}</td>"
     if isinstance(v, (list, tuple)):
         return f"<td>{escape(_short_list(v))}</td>"
     text = str(v)
+    if text in ("inf", "-inf", "nan"):  # a non-finite number that travelled as a string
+        text = {"inf": "infinite", "-inf": "minus infinite", "nan": "not a number"}[text]
     return f'<td class="text">{escape(text)}</td>' if len(text) > 40 else f"<td>{escape(text)}</td>"
+
+
+def _dict_words(d: dict) -> str:
+    """``{'layer': 'dense', 'kernel_std': 0.0498}`` as ``layer dense, kernel std 0.0498``."""
+    def one(x):
+        if isinstance(x, bool):
+            return "yes" if x else "no"
+        if isinstance(x, (int, float, np.integer, np.floating)):
+            return fmt(x)
+        return str(x)
+    return ", ".join(f"{evidence_label(k)} {one(x)}" for k, x in d.items())
 
 
 def _short_list(v: Sequence, limit: int = 8) -> str:
@@ -131,6 +161,44 @@ def _short_list(v: Sequence, limit: int = 8) -> str:
     return "[" + ", ".join(items) + more + "]"
 
 
+#: evidence keys in words, with units ("target units" = the target's own units)
+EVIDENCE_LABELS = {
+    "steps_needed": "optimizer steps needed", "steps_given": "optimizer steps given",
+    "epochs_needed": "epochs needed", "ratio_needed_to_given": "steps needed / steps given",
+    "parameter": "parameter that must travel farthest", "distance": "distance it must travel (its own units)",
+    "learning_rate": "learning rate", "steps_needed_with_standardized_targets": "steps needed with standardised targets",
+    "target_mean": "target mean (target units)", "target_std": "target standard deviation (target units)",
+    "exact": "bound is exact (linear model)", "lr_max_stable": "largest stable plain-SGD learning rate, 2/lambda_max",
+    "learning_rate_ceiling": "learning rate above which adaptive steps overshoot",
+    "learning_rate_needed": "learning rate that would fit the steps given", "lambda_max": "largest curvature (lambda_max)",
+    "growth_per_step": "loss growth per step (factor)", "mean": "mean (target units)", "std": "standard deviation (target units)",
+    "rms": "root mean square (target units)", "min": "smallest value (target units)", "max": "largest value (target units)",
+    "mean_over_std": "mean / standard deviation", "condition_number": "condition number of the inputs",
+    "condition_number_standardized": "condition number after standardising", "improvement": "fewer steps by a factor of",
+    "least_squares_mse": "least-squares MSE (target units squared)", "nonlinear_mse": "nonlinear reference MSE (target units squared)",
+    "mean_predictor_mse": "mean predictor MSE (target units squared)", "mse_floor": "lowest reachable MSE (target units squared)",
+    "predicted_final_loss": "predicted final loss", "floor": "loss floor used (target units squared)",
+    "floor_source": "where the floor comes from", "rows": "rows (counting from 0)", "n_rows": "rows affected",
+    "epochs_needed_more": "more epochs needed", "epochs_planned": "epochs planned", "epochs_run": "epochs run",
+    "relative_drop_over_tail": "loss drop over the last epochs (fraction)", "window": "epochs looked at",
+    "n_total_rows": "rows in all", "n_nan_cells": "empty or NaN cells", "n_inf_cells": "infinite cells",
+    "row_fraction": "share of rows", "columns": "cells by column", "kernel_std": "kernel standard deviation",
+    "glorot_std": "Glorot standard deviation", "ratio": "ratio", "constant": "all weights equal",
+    "initial_prediction_std_over_target_std": "spread of the first predictions / spread of the targets",
+    "initial_predictions_finite": "first predictions are finite", "gain": "improvement factor",
+    "scale_ratio": "largest / smallest feature scale", "skewness": "skewness", "skewness_after_log": "skewness of log(y)",
+    "max_robust_z": "largest robust z-score", "share_of_squared_deviation": "share of the squared deviation",
+    "z_limit": "robust z-score limit",
+}
+
+
+def evidence_label(key: str) -> str:
+    """An evidence key (``probe_curve.floor_source``) as words (``probe curve: where the floor comes from``)."""
+    parts = str(key).split(".")
+    last = EVIDENCE_LABELS.get(parts[-1], parts[-1].replace("_", " "))
+    return ": ".join([p.replace("_", " ") for p in parts[:-1]] + [last])
+
+
 def _kv_table(headers: Sequence[str], rows: Sequence[tuple[str, Any]]) -> str:
     """A two-column key/value table that wraps instead of growing wider than the screen."""
     head = "".join(f"<th>{escape(str(h))}</th>" for h in headers)
@@ -138,13 +206,20 @@ def _kv_table(headers: Sequence[str], rows: Sequence[tuple[str, Any]]) -> str:
     return f'<table class="kv"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, row_classes: Sequence[str] | None = None) -> str:
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, row_classes: Sequence[str] | None = None,
+           stack: bool = False) -> str:
+    """A table; ``stack=True`` lays each row out as a small card of "header: value" lines on a narrow
+    screen (no column is cut off or hidden behind a sideways scroll)."""
     head = "".join(f"<th>{escape(str(h))}</th>" for h in headers)
     body = []
     for i, row in enumerate(rows):
         cls = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
-        body.append(f"<tr{cls}>" + "".join(_cell(v) for v in row) + "</tr>")
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+        cells = [_cell(v) for v in row]
+        if stack:
+            cells = [c.replace("<td", f'<td data-label="{escape(str(h))}"', 1) for c, h in zip(cells, headers)]
+        body.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
+    kind = ' class="stack"' if stack else ""
+    return f'<div class="scroll"><table{kind}><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 def _flatten(evidence: dict, prefix: str = "") -> list[tuple[str, Any]]:
@@ -158,27 +233,63 @@ def _flatten(evidence: dict, prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
-def _figure(draw: Callable[[Any], Any], *, fig_id: str, caption: str, figsize=(7, 4.4), ncols: int = 1,
-            alt: str = "") -> str:
-    """Draw with ``draw(ax)`` (or ``draw(axes)`` when ``ncols`` > 1) on an Agg figure; embed it as PNG.
+def figure_legibility(fig) -> dict[str, float]:
+    """What a drawn figure offers a reader: its smallest text (pixels of the saved image) and
+    whether a legend covers the data area of an axes (1) or not (0)."""
+    from matplotlib.text import Text
 
-    Any error while drawing skips the figure (an HTML comment says why) rather than losing the report.
+    renderer = fig.canvas.get_renderer()
+    sizes = [t.get_fontsize() for t in fig.findobj(Text)
+             if t.get_visible() and t.get_text().strip() and t.get_figure() is not None]
+    overlap = 0
+    for ax in fig.axes:
+        leg = ax.get_legend()
+        if leg is None or not leg.get_visible():
+            continue
+        a, b = ax.get_window_extent(renderer), leg.get_window_extent(renderer)
+        if a.overlaps(b):
+            overlap = 1
+    return {"min_font_px": min(sizes) * fig.dpi / 72 if sizes else 0.0, "legend_overlap": overlap}
+
+
+def _figure(draw: Callable[[Any], Any], *, fig_id: str, caption: str, figsize=FIGSIZE, ncols: int = 1,
+            nrows: int = 1, alt: str = "") -> str:
+    """Draw with ``draw(ax)`` (or ``draw(axes)`` for several axes) on an Agg figure; embed it as PNG.
+
+    The image carries its natural width and, as data attributes, its smallest text in image pixels
+    and whether a legend overlaps the data (see :func:`figure_legibility`), so a browser can tell how
+    large the text is on screen. Any error while drawing skips the figure (an HTML comment says
+    why) rather than losing the report.
     """
     try:
         import matplotlib
         from matplotlib.figure import Figure
 
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
         with matplotlib.rc_context(_RC):
             fig = Figure(figsize=figsize, dpi=DPI)
-            axes = fig.subplots(1, ncols) if ncols > 1 else fig.add_subplot(1, 1, 1)
+            FigureCanvasAgg(fig)
+            n = nrows * ncols
+            axes = fig.subplots(nrows, ncols) if n > 1 else fig.add_subplot(1, 1, 1)
             draw(axes)
+            # legends sit outside the axes: the layout leaves them out, the saved image grows to hold them
+            legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+            for leg in legends:
+                leg.set_in_layout(False)
             fig.tight_layout()
             buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.08)
-        data = base64.b64encode(buf.getvalue()).decode("ascii")
+            fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.08,
+                        bbox_extra_artists=legends)
+            legible = figure_legibility(fig)
+        png = buf.getvalue()
+        width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+        data = base64.b64encode(png).decode("ascii")
     except Exception as exc:  # a figure is never worth losing the report for
         return f"<!-- figure {escape(fig_id)} skipped: {escape(type(exc).__name__)}: {escape(str(exc))[:200]} -->"
     return (f'<figure class="plot" id="{escape(fig_id)}"><img src="data:image/png;base64,{data}" '
+            f'width="{width}" height="{height}" data-min-font-px="{legible["min_font_px"]:.1f}" '
+            f'data-legend-overlap="{legible["legend_overlap"]}" '
             f'alt="{escape(alt or caption)}"><figcaption>{caption}</figcaption></figure>')
 
 
@@ -232,6 +343,9 @@ def report_verdict(report) -> tuple[str, str, list[str]]:
     except Exception:
         pass
     gap = float(gap) if _finite(gap) or gap in ("inf", float("inf")) else None
+    zero_optimum = optimum_is_zero(report)
+    if zero_optimum:
+        gap = None
     final = probe.get("final_loss")
     diverged = bool(probe.get("diverged")) or (final is not None and not _finite(final))
     opt = None
@@ -240,6 +354,9 @@ def report_verdict(report) -> tuple[str, str, list[str]]:
     except Exception:
         opt = None
     details = []
+    if zero_optimum and probe:
+        details.append(f"{escape(subject)} ended at MSE {_num(probe.get('final_loss'))}; the optimum is 0 (the targets "
+                       "are an exact linear function of the inputs), so no ratio to it is given.")
     if probe and diverged:
         details.append(f"{escape(subject)} diverged: its loss became NaN or infinite "
                        f"(the {_optimum_name(linear)} is {_num(opt)}).")
@@ -295,8 +412,8 @@ def _finding_card(f, fig_ids: dict[str, str], level: int) -> str:
            f'<{h}><span class="code">{escape(f.code)}</span> <code class="name">{escape(f.name)}</code> {badges}</{h}>',
            f'<p class="msg">{escape(f.message)}' + (f" (from epoch {int(f.epoch)})" if f.epoch is not None else "") + "</p>"]
     if f.evidence:
-        rows = [(k, v) for k, v in _flatten(f.evidence)]
-        out.append(_kv_table(["evidence", "value"], rows))
+        rows = [(evidence_label(k), v) for k, v in _flatten(f.evidence) if v is not None and v != ""]
+        out.append(_kv_table(["measured", "value"], rows))
     if f.fix is not None:
         safety = "safe to apply automatically" if f.fix.safe else "review before applying"
         out.append(f"<p><strong>Fix:</strong> {escape(f.fix.title)} <span class=\"sub\">({safety})</span></p>")
@@ -377,7 +494,7 @@ def _report_figures(report, prefix: str, *, data_source=None) -> tuple[list[str]
     data = getattr(report, "data", None) or {}
     if data.get("feature_rms"):
         s = _figure(lambda ax: FeatureScalesDisplay.from_report(report, ax=ax), fig_id=f"{prefix}fig-scales",
-                    figsize=(7.5, max(2.8, 0.5 * (len(data["feature_rms"]) + 1) + 1.5)),
+                    figsize=(5.4, max(2.8, 0.42 * (len(data["feature_rms"]) + 1) + 1.8)),
                     caption="Root mean square of each input column and of the target as given (orange) and after "
                             "standardising (green), log scale. Columns far from 1 slow gradient descent down.")
         if s.startswith("<figure"):
@@ -455,7 +572,7 @@ def comparison_fragment(comparison, *, level: int = 2, prefix: str = "") -> str:
         if len(df) > 1:
             details.append(f"Worst: <code>{escape(str(df['label'].iloc[worst]))}</code>, "
                            + (f"final MSE {_num(finals[worst])}, {ratio_text(gaps[worst])} the optimum."
-                              if _finite(finals[worst]) else "diverged (NaN/inf)."))
+                              if _finite(finals[worst]) else "diverged (NaN or infinite)."))
         if n_div:
             details.append(f"{n_div} configuration{'s' if n_div != 1 else ''} diverged.")
         parts.append(_verdict_box(kind, headline, details))
@@ -465,17 +582,19 @@ def comparison_fragment(comparison, *, level: int = 2, prefix: str = "") -> str:
                 return ratio_text(v) if _finite(v) else "diverged"
             if c == "epochs_to_optimum":
                 return int(v) if _finite(v) else "never"
+            if c in ("final_loss", "best_loss") and not _finite(v):
+                return "diverged"
             return v
 
         rows = [[show(c, df[c].iloc[i]) for c in cols] for i in order]
         classes = ["best" if i == best else "" for i in order]
         headers = [{"final_loss": "final MSE", "best_loss": "best MSE", "gap": "final / optimum",
                     "epochs_to_optimum": f"epochs to {CONVERGED_GAP:g}x optimum"}.get(c, c) for c in cols]
-        parts.append(f"<h{level}>Results, best first</h{level}>" + _table(headers, rows, row_classes=classes))
+        parts.append(f"<h{level}>Results, best first</h{level}>" + _table(headers, rows, row_classes=classes, stack=True))
     if runs:
         parts.append(f"<h{level}>Figures</h{level}>")
         parts.append(_figure(lambda ax: TrainingCurvesDisplay.from_comparison(comparison, ax=ax),
-                             fig_id=f"{prefix}fig-curves", figsize=(8, 4.8),
+                             fig_id=f"{prefix}fig-curves", figsize=(5.4, 3.8),
                              caption="Training MSE per epoch of every configuration (original units, log scale) "
                                      "and the reference optima as horizontal lines."))
     parts.append(_reference_section(getattr(comparison, "reference_", None), level))
@@ -489,7 +608,10 @@ def render_comparison_html(comparison) -> str:
 
 
 # -- learning-rate finder -------------------------------------------------------------------------
-def lr_finder_fragment(finder, *, level: int = 2, prefix: str = "", current_lr: float | None = None) -> str:
+def lr_finder_fragment(finder, *, level: int = 2, prefix: str = "", current_lr: float | None = None,
+                       optimum: float | None = None) -> str:
+    """The body of an lr-find page. ``optimum`` (the least-squares MSE of the same data, when the loss is
+    MSE) is drawn as a horizontal line; by default the finder's ``optimum_`` when it has one."""
     from .plots import LRFinderDisplay
 
     sugg = getattr(finder, "suggestion_", None)
@@ -497,24 +619,25 @@ def lr_finder_fragment(finder, *, level: int = 2, prefix: str = "", current_lr: 
     details = []
     if rng is not None:
         details.append(f"Readings agree on the range {_num(rng[0])} to {_num(rng[1])}.")
-    div = getattr(finder, "diverged_at_", None)
-    if div is not None:
-        details.append(f"The loss blew up from learning rate {_num(div)}.")
+    stop = lr_stop_text(finder)
+    if stop:
+        details.append(escape(stop[0].upper() + stop[1:]) + ".")
     notes = list(getattr(finder, "notes_", None) or [])
     details += [escape(n[0].upper() + n[1:]) + "." for n in notes]
     parts = [_verdict_box("good" if sugg is not None and not notes else "partial",
                           f"Suggested learning rate: {fmt(sugg)}" if sugg is not None else "No learning rate suggested",
                           details)]
     if getattr(finder, "lrs_", None) is not None:
-        parts.append(_figure(lambda ax: LRFinderDisplay.from_finder(finder, current_lr=current_lr, ax=ax),
+        parts.append(_figure(lambda ax: LRFinderDisplay.from_finder(finder, current_lr=current_lr, optimum=optimum, ax=ax),
                              fig_id=f"{prefix}fig-lr",
                              caption="Learning-rate range test: the learning rate grows every step; the loss "
                                      "(smoothed) against it, and the suggestion."))
     return "\n".join(parts)
 
 
-def render_lr_finder_html(finder) -> str:
-    body = "<h1>fitdoctor lr-find: learning-rate range test</h1>\n" + lr_finder_fragment(finder)
+def render_lr_finder_html(finder, *, current_lr: float | None = None, optimum: float | None = None) -> str:
+    body = ("<h1>fitdoctor lr-find: learning-rate range test</h1>\n"
+            + lr_finder_fragment(finder, current_lr=current_lr, optimum=optimum))
     return _page("fitdoctor lr-find", body)
 
 
@@ -543,7 +666,7 @@ def _repair_verdict(repair) -> tuple[str, str, list[str]]:
                        "(the loss became NaN or infinite).")
         base = _ablation_baseline(repair)
         if base is not None and _finite(optimum) and optimum:
-            details.append(f"Even without the rows holding NaN/inf, your configuration ends at MSE {_num(base)}, "
+            details.append(f"Even without the rows holding NaN or infinite values, your configuration ends at MSE {_num(base)}, "
                            f"<strong>{ratio_text(base / optimum)} the {escape(kind_name)} optimum</strong>.")
     if _finite(after) and _finite(optimum) and optimum:
         details.append(f"After: training MSE {_num(after)}, {ratio_text(after / optimum)} the optimum.")
@@ -615,7 +738,7 @@ def repair_fragment(repair, *, level: int = 2, prefix: str = "") -> str:
     if X is not None:
         add("scales", _figure(lambda ax: FeatureScalesDisplay.from_data(X, y, feature_names=names or None,
                                                                          target_name=tname, ax=ax),
-                              fig_id=f"{prefix}fig-scales", figsize=(7.5, max(2.8, 0.5 * (X.shape[1] + 1) + 1.5)),
+                              fig_id=f"{prefix}fig-scales", figsize=(5.4, max(2.8, 0.42 * (X.shape[1] + 1) + 1.8)),
                               caption="Root mean square of each input column and of the target as given (orange) "
                                       "and after standardising (green), log scale."))
         add("target", _figure(lambda ax: TargetDistributionDisplay.from_data(y, target_name=tname, ax=ax),
@@ -626,9 +749,9 @@ def repair_fragment(repair, *, level: int = 2, prefix: str = "") -> str:
             d = PredictionErrorDisplay.from_repair(repair, ax=axes[0])
             d.plot(ax=axes[1], kind="residual_vs_predicted")
 
-        add("pred", _figure(draw_pred, fig_id=f"{prefix}fig-pred", ncols=2, figsize=(9, 4),
-                            caption="The repaired model on the training rows: predicted against actual (left; the "
-                                    "dotted diagonal is a perfect fit) and residuals (right)."))
+        add("pred", _figure(draw_pred, fig_id=f"{prefix}fig-pred", nrows=2, figsize=(5.4, 7.2),
+                            caption="The repaired model on the training rows: predicted against actual (top; the "
+                                    "dotted diagonal is a perfect fit) and residuals (bottom)."))
     sweep = _lr_sweep(repair)
     if sweep is not None:
         user_lr = getattr(getattr(repair, "user_recipe", None), "learning_rate", None)
@@ -637,7 +760,8 @@ def repair_fragment(repair, *, level: int = 2, prefix: str = "") -> str:
         def draw_lr(ax):
             LRFinderDisplay(lrs=sweep[0], losses=sweep[1], suggestion=chosen, current_lr=user_lr,
                             title="Final MSE of the repaired recipe at each learning rate", loss_label="final MSE",
-                            suggestion_label="chosen", marker="o").plot(ax=ax)
+                            suggestion_label="chosen", marker="o", optimum=getattr(repair, "optimum", None),
+                            optimum_label=f"{getattr(repair, 'optimum_kind', 'least squares')} optimum").plot(ax=ax)
 
         add("lr", _figure(draw_lr, fig_id=f"{prefix}fig-lr",
                           caption="The ablation's learning-rate scan: the chosen fixes trained at each learning rate; "
@@ -651,13 +775,16 @@ def repair_fragment(repair, *, level: int = 2, prefix: str = "") -> str:
         rows = []
         for a in applied:
             eff = getattr(a, "effect", None)
-            rows.append((getattr(a, "name", "?"), ratio_text(eff) if eff is not None else "",
+            shown = ("" if eff is None else ratio_text(eff) if _finite(eff)
+                     else "without it the loss is NaN or infinite")
+            rows.append((getattr(a, "name", "?"), shown,
                          getattr(a, "loss_with", None), getattr(a, "loss_without", None),
                          getattr(a, "description", ""), getattr(a, "evidence", "")))
         parts.append(f"<h{level}>What was changed, and what each change is worth</h{level}>"
                      "<p class=\"sub\">MSE with the fix and with it left out (everything else equal); "
                      "effect = how many times worse the run is without it.</p>"
-                     + _table(["fix", "effect", "MSE with", "MSE without", "what it does", "runs compared"], rows))
+                     + _table(["fix", "effect", "MSE with", "MSE without", "what it does", "runs compared"], rows,
+                              stack=True))
     if report is not None:
         parts.append(_findings_section(getattr(report, "findings", []), ids, level))
     parts.append(_figures_section(figs, level))
@@ -676,7 +803,8 @@ def repair_fragment(repair, *, level: int = 2, prefix: str = "") -> str:
         headers = ["run", "learning rate", "scale x", "scale y", "loss", "epochs", "final MSE", "final / optimum",
                    "diverged"]
         parts.append(f"<h{level}>Ablation: every training run of the repair</h{level}>"
-                     + _table(headers, rows, row_classes=["best" if i == best else "" for i in range(len(rows))]))
+                     + _table(headers, rows, row_classes=["best" if i == best else "" for i in range(len(rows))],
+                              stack=True))
     extra = []
     if _finite(getattr(repair, "after_loss", None)):
         extra.append(("repaired model (final MSE)", repair.after_loss))
@@ -741,3 +869,69 @@ def render_demo_html(sections: Sequence[tuple[str, str, Any]], *, title: str = "
             "what fitdoctor finds, measures and repairs.</p>"
             f"<nav><ul>{''.join(toc)}</ul></nav>\n" + "\n".join(bodies))
     return _page(title, body)
+
+
+# -- notebooks ------------------------------------------------------------------------------------
+#: the class of the element a notebook output is drawn in; the page's CSS is scoped to it
+NOTEBOOK_CLASS = "fitdoctor-output"
+#: widest a notebook output grows (a notebook cell is about 900-1200 px wide)
+NOTEBOOK_MAX_WIDTH = 900
+
+
+def scope_css(css: str, scope: str) -> str:
+    """``css`` with every selector limited to elements under ``scope`` (``html``/``body``/``main``
+    become ``scope`` itself), so that a notebook output does not restyle the notebook around it."""
+    out: list[str] = []
+    i = 0
+    while True:
+        j = css.find("{", i)
+        if j < 0:
+            break
+        selector = css[i:j].strip()
+        if selector.startswith("@"):  # @media: scope the rules inside
+            depth, k = 1, j + 1
+            while depth:
+                depth += {"{": 1, "}": -1}.get(css[k], 0)
+                k += 1
+            out.append(selector + "{" + scope_css(css[j + 1:k - 1], scope) + "}")
+            i = k
+            continue
+        k = css.index("}", j)
+        parts = []
+        for sel in selector.split(","):
+            sel = sel.strip()
+            if sel in ("html", "body", "main"):
+                parts.append(scope)
+            elif sel == "*":
+                parts.append(f"{scope},{scope} *")
+            else:
+                parts.append(f"{scope} {sel}")
+        out.append(",".join(parts) + "{" + css[j + 1:k] + "}")
+        i = k + 1
+    return "\n".join(out)
+
+
+_NB_TITLES = {"report": "fitdoctor report", "comparison": "fitdoctor compare", "repair": "fitdoctor repair",
+              "lr_finder": "fitdoctor lr-find"}
+_nb_counter = 0
+
+
+def notebook_html(obj) -> str:
+    """A result (Report, Comparison, Repair, LRFinder) as one self-contained HTML block for a notebook
+    cell (``_repr_html_``): the same fragments as the HTML report, CSS scoped to the block, no script,
+    figures embedded, at most :data:`NOTEBOOK_MAX_WIDTH` px wide."""
+    global _nb_counter
+    _nb_counter += 1
+    kind = _kind_of(obj)
+    prefix = f"fd{_nb_counter}-"  # element ids stay unique when a notebook shows many results
+    frag = {"report": report_fragment, "comparison": comparison_fragment, "repair": repair_fragment,
+            "lr_finder": lr_finder_fragment}[kind](obj, level=3, prefix=prefix)
+    title = _NB_TITLES[kind]
+    if kind == "report" and getattr(obj, "source", "check") != "check":
+        title = f"fitdoctor report ({getattr(obj, 'source', '')})"
+    scope = f".{NOTEBOOK_CLASS}"
+    css = scope_css(_CSS, scope) + (f"\n{scope}{{max-width:{NOTEBOOK_MAX_WIDTH}px;padding:6px 10px 10px;"
+                                    "border-radius:8px;font-size:15px}"
+                                    f"\n{scope} h3{{font-size:1.1rem}}")
+    return (f'<div class="{NOTEBOOK_CLASS}" data-kind="{kind}"><style>{css}</style>'
+            f'<p class="sub"><strong>{escape(title)}</strong></p>\n{frag}</div>')

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from .text import fmt, summary_line
+from .text import fmt, optimum_is_zero, summary_line
 
 
 def render_report_markdown(report) -> str:
@@ -14,7 +14,7 @@ def render_report_markdown(report) -> str:
                 f"| mean predictor (var y) | {fmt(ref.mean_mse)} |", f"| least squares | {fmt(ref.linear_mse)} |"]
         if ref.nonlinear_mse is not None:
             out.append(f"| {ref.nonlinear_model} | {fmt(ref.nonlinear_mse)} |")
-        if report.gap is not None:
+        if report.gap is not None and not optimum_is_zero(report) and report.gap != float("inf"):
             out.append(f"| probe run (final) | {fmt(report.probe['final_loss'])} ({fmt(report.gap)}x the optimum) |")
         out.append("")
     if report.notes:

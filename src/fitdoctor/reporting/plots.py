@@ -124,7 +124,7 @@ class TrainingCurvesDisplay:
         return cls(curves=curves, references=refs, title=title, diverged=diverged).plot(ax=ax)
 
     @classmethod
-    def from_comparison(cls, comparison, *, ax=None, max_runs: int = 12) -> "TrainingCurvesDisplay":
+    def from_comparison(cls, comparison, *, ax=None, max_runs: int = 32) -> "TrainingCurvesDisplay":
         """Every run of a :class:`fitdoctor.Comparison` (the best ``max_runs`` when there are more)."""
         runs = list(getattr(comparison, "runs_", []))
         if len(runs) > max_runs:
@@ -163,39 +163,131 @@ class TrainingCurvesDisplay:
                    title="Before and after the repair", diverged=diverged).plot(ax=ax)
 
     def plot(self, ax=None, *, legend: bool = True) -> "TrainingCurvesDisplay":
+        """Draw every curve in its own colour x line-style pair (32 distinct pairs), the optima as
+        horizontal lines, and the legend below the axes.
+
+        The y-range covers the converging runs and the optima; a diverged run is drawn up to the
+        top edge, marked with an x where it leaves the range, and called "diverged" in the legend.
+        A curve identical to an earlier one (within 0.1%) says so in the legend, since it hides
+        under the other. Sets ``styles_`` (label -> (colour, linestyle)), ``coincident_``
+        (label -> label of the curve it coincides with), ``diverged_`` and ``ylim_``.
+        """
         ax, fig = _new_axes(ax)
-        finite_max = []
-        for i, (label, values) in enumerate(self.curves.items()):
-            y = _finite_positive(values)
+        labels = list(self.curves)
+        ys = {label: _finite_positive(self.curves[label]) for label in labels}
+        diverged = [label for label in labels if _is_diverged(ys[label], label in self.diverged)]
+        styles = curve_styles(len(labels), dashed=[label in self.dashed for label in labels])
+        coincident = _coincident(ys)
+        refs = {k: v for k, v in (self.references or {}).items()
+                if v is not None and np.isfinite(v) and v > 0}
+        # the y-range: converging curves and the optima, never a diverged run's 1e26
+        kept = [ys[label] for label in labels if label not in diverged and np.isfinite(ys[label]).any()]
+        pool = np.concatenate([k[np.isfinite(k)] for k in kept] + [np.asarray(list(refs.values()), dtype=float)]) \
+            if kept or refs else np.array([])
+        ylim = (float(pool.min()) / 1.6, float(pool.max()) * 1.6) if len(pool) else None
+        for i, label in enumerate(labels):
+            y = ys[label]
             x = np.arange(1, len(y) + 1)
+            colour, style = styles[i]
             text = str(label)
-            if label in self.diverged or (len(y) and np.isnan(y[-1])):
-                text += " (diverged / NaN)"
-            line, = ax.plot(x, y, label=text, linewidth=1.8 if i == 0 else 1.3,
-                            linestyle="--" if label in self.dashed else "-")
-            if np.isfinite(y).any():
-                finite_max.append(np.nanmax(y))
-                last = np.flatnonzero(np.isfinite(y))[-1]
-                if last < len(y) - 1:  # the curve stopped being finite: mark where
-                    ax.plot([x[last]], [y[last]], marker="x", markersize=9, color=line.get_color())
-            else:
-                ax.plot([], [])
-        for label, value in (self.references or {}).items():
-            if value is not None and np.isfinite(value) and value > 0:
-                style = _REF_STYLE.get(label, {"color": "#444444", "linestyle": ":"})
-                ax.axhline(value, linewidth=1.2, label=f"{label} {value:.4g}", **style)
+            if label in diverged:
+                text += " (diverged)"
+            if label in coincident:
+                text += f" (coincides with {coincident[label]})"
+            ax.plot(x, y, label=text, color=colour, linestyle=style, linewidth=2.0 if i == 0 else 1.5)
+            if not np.isfinite(y).any():
+                continue
+            fin = np.flatnonzero(np.isfinite(y))
+            out = np.flatnonzero(np.isfinite(y) & (y > ylim[1])) if ylim else np.array([], dtype=int)
+            if len(out):  # leaves the plotted range: an x on the top edge where it does
+                ax.plot([x[out[0]]], [ylim[1]], marker="x", markersize=10, markeredgewidth=2, color=colour,
+                        clip_on=False)
+            elif fin[-1] < len(y) - 1:  # the curve stopped being finite: mark where
+                ax.plot([x[fin[-1]]], [y[fin[-1]]], marker="x", markersize=10, markeredgewidth=2, color=colour)
+        for label, value in refs.items():
+            style = _REF_STYLE.get(label, {"color": "#444444", "linestyle": ":"})
+            ax.axhline(value, linewidth=1.4, label=f"{label} {value:.4g}", **style)
         ax.set_yscale("log")
+        if ylim is not None:
+            ax.set_ylim(*ylim)
         ax.set_xlabel("epoch")
         ax.set_ylabel(self.ylabel)
         if self.title:
             ax.set_title(self.title, fontsize="medium")
         ax.grid(True, which="major", alpha=0.3)
-        if legend:  # below the axes: curves stay visible, and it fits a narrow screen
-            n = len(ax.get_legend_handles_labels()[0])
-            ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2 if n > 3 else 1,
-                      frameon=False)
+        if legend:
+            legend_below(ax, ncol=1)
+        self.styles_ = dict(zip(labels, styles))
+        self.coincident_ = coincident
+        self.diverged_ = diverged
+        self.ylim_ = ylim
         self.ax_, self.figure_ = ax, fig
         return self
+
+
+#: eight colours that stay apart for colour-blind readers (Paul Tol's "bright" and "muted" picks)
+PALETTE = ("#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377", "#332288", "#997700")
+#: line styles cycled after the colours: 8 x 4 = 32 distinct pairs
+LINESTYLES = ("-", "--", ":", "-.")
+
+
+def curve_styles(n: int, *, dashed: Sequence[bool] = ()) -> list[tuple[str, str]]:
+    """(colour, linestyle) for ``n`` curves, all distinct up to 32 curves.
+
+    Up to 8 curves differ by colour, with ``dashed`` curves (for example scaled targets) drawn
+    dashed; more curves take the next line style after every 8 colours.
+    """
+    if n <= len(PALETTE):
+        return [(PALETTE[i], "--" if i < len(dashed) and dashed[i] else "-") for i in range(n)]
+    return [(PALETTE[i % len(PALETTE)], LINESTYLES[(i // len(PALETTE)) % len(LINESTYLES)]) for i in range(n)]
+
+
+def _is_diverged(y: np.ndarray, flagged: bool) -> bool:
+    """A run diverged when flagged so, when its curve ends non-finite, or when it ends 100x above its start."""
+    if flagged or not len(y) or not np.isfinite(y[-1]):
+        return True
+    fin = y[np.isfinite(y)]
+    return bool(fin[-1] > 100 * fin[0])
+
+
+def _coincident(ys: Mapping[str, np.ndarray], rtol: float = 1e-3) -> dict[str, str]:
+    """label -> earlier label whose curve it matches within ``rtol`` at every finite epoch."""
+    out: dict[str, str] = {}
+    labels = list(ys)
+    for j, b in enumerate(labels):
+        for a in labels[:j]:
+            if a in out:
+                continue
+            ya, yb = ys[a], ys[b]
+            if len(ya) != len(yb) or not len(ya):
+                continue
+            both = np.isfinite(ya) & np.isfinite(yb)
+            if both.sum() and (np.isfinite(ya) == np.isfinite(yb)).all() and \
+                    np.all(np.abs(ya[both] - yb[both]) <= rtol * np.abs(ya[both])):
+                out[b] = a
+                break
+    return out
+
+
+def legend_below(ax, *, ncol: int = 1, **kw):
+    """A legend under the axes, clear of the tick labels and the x-axis label.
+
+    The offset is in points (the height of the ticks, their labels and the axis label), so it
+    holds whatever size the axes end up with after layout.
+    """
+    import matplotlib as mpl
+    from matplotlib.transforms import offset_copy
+
+    def pts(v):
+        from matplotlib.font_manager import FontProperties
+
+        return FontProperties(size=v).get_size_in_points()
+
+    drop = (mpl.rcParams["xtick.major.size"] + mpl.rcParams["xtick.major.pad"] + 1.3 * pts(mpl.rcParams["xtick.labelsize"])
+            + mpl.rcParams["axes.labelpad"] + 1.3 * pts(mpl.rcParams["axes.labelsize"]) + 6)
+    anchor = offset_copy(ax.transAxes, fig=ax.figure, y=-drop, units="points")
+    return ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=anchor, ncol=ncol,
+                     frameon=False, **kw)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -265,18 +357,18 @@ class FeatureScalesDisplay:
         ax.barh(pos - h / 2, np.maximum(before, floor), height=h, color="#d95f02", label="as given (RMS)")
         ax.barh(pos + h / 2, np.maximum(after, floor), height=h, color="#1b9e77", label="standardised")
         for p, v in zip(pos, before):
-            ax.text(max(v, floor) * 1.15, p - h / 2, f"{v:.3g}", va="center", fontsize="x-small")
+            ax.text(max(v, floor) * 1.15, p - h / 2, f"{v:.3g}", va="center")
         ax.axvline(1.0, color="black", linewidth=0.8, linestyle=":")
         ax.set_xscale("log")
         ax.set_yticks(pos)
-        ax.set_yticklabels(names, fontsize="small")
+        ax.set_yticklabels(names)
         ax.invert_yaxis()
         lo = min(floor, np.nanmin(np.maximum(before, floor))) / 2
-        hi = max(10.0, np.nanmax(before) * 8) if np.isfinite(before).any() else 10.0
+        hi = max(10.0, np.nanmax(before) * 60) if np.isfinite(before).any() else 10.0  # room for the value labels
         ax.set_xlim(lo, hi)
         ax.set_xlabel("root mean square (log scale); 1 = unit scale")
         ax.set_title("Feature scales before and after standardising", fontsize="medium")
-        ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+        legend_below(ax, ncol=2)
         ax.grid(True, axis="x", which="major", alpha=0.3)
         self.ax_, self.figure_ = ax, fig
         return self
@@ -325,7 +417,7 @@ class TargetDistributionDisplay:
         ax.set_xlabel(f"{self.target_name}")
         ax.set_ylabel("count")
         ax.set_title(f"Target distribution ({len(y)} values)", fontsize="medium")
-        ax.legend(fontsize="small")
+        legend_below(ax, ncol=1)
         self.ax_, self.figure_ = ax, fig
         return self
 
@@ -337,7 +429,11 @@ class LRFinderDisplay:
     def __init__(self, *, lrs: Sequence[float], losses: Sequence[float], suggestion: float | None = None,
                  lr_range: tuple[float, float] | None = None, current_lr: float | None = None,
                  title: str = "Learning-rate range test", loss_label: str = "loss (smoothed)",
-                 suggestion_label: str = "suggestion", marker: str | None = None):
+                 suggestion_label: str = "suggestion", marker: str | None = None, optimum: float | None = None,
+                 optimum_label: str = "least-squares optimum", stopped_at: float | None = None):
+        self.optimum = optimum
+        self.optimum_label = optimum_label
+        self.stopped_at = stopped_at
         self.lrs = lrs
         self.losses = losses
         self.suggestion = suggestion
@@ -349,11 +445,17 @@ class LRFinderDisplay:
         self.marker = marker
 
     @classmethod
-    def from_finder(cls, finder, *, current_lr: float | None = None, ax=None) -> "LRFinderDisplay":
-        """A fitted :class:`fitdoctor.LRFinder` (``lrs_``, ``losses_``, ``suggestion_``, ``range_``)."""
+    def from_finder(cls, finder, *, current_lr: float | None = None, optimum: float | None = None,
+                    ax=None) -> "LRFinderDisplay":
+        """A fitted :class:`fitdoctor.LRFinder` (``lrs_``, ``losses_``, ``suggestion_``, ``range_``).
+
+        ``optimum``: the best achievable loss on the same data (by default the finder's ``optimum_``
+        when it has one), drawn as a horizontal line."""
         lr_range = getattr(finder, "range_", None)
+        optimum = optimum if optimum is not None else getattr(finder, "optimum_", None)
         return cls(lrs=finder.lrs_, losses=finder.losses_, suggestion=getattr(finder, "suggestion_", None),
-                   lr_range=tuple(lr_range) if lr_range is not None else None, current_lr=current_lr).plot(ax=ax)
+                   lr_range=tuple(lr_range) if lr_range is not None else None, current_lr=current_lr,
+                   optimum=optimum, stopped_at=getattr(finder, "diverged_at_", None)).plot(ax=ax)
 
     def plot(self, ax=None) -> "LRFinderDisplay":
         ax, fig = _new_axes(ax)
@@ -368,6 +470,12 @@ class LRFinderDisplay:
             ax.axvline(self.suggestion, color="#1b9e77", linewidth=1.8, label=f"{self.suggestion_label} {self.suggestion:.3g}")
         if self.current_lr is not None:
             ax.axvline(self.current_lr, color="#cc3311", linestyle="--", label=f"your learning rate {self.current_lr:.3g}")
+        if self.optimum is not None and np.isfinite(self.optimum) and self.optimum > 0:
+            ax.axhline(self.optimum, color="#000000", linestyle=":", linewidth=1.4,
+                       label=f"{self.optimum_label} {self.optimum:.4g}")
+        if self.stopped_at is not None:
+            ax.axvline(self.stopped_at, color="#888888", linestyle="-.", linewidth=1.2,
+                       label=f"sweep stopped at {self.stopped_at:.3g} (raw loss jumped)")
         ax.set_xscale("log")
         if (losses[np.isfinite(losses)] > 0).all() and np.isfinite(losses).any():
             ax.set_yscale("log")
@@ -375,7 +483,7 @@ class LRFinderDisplay:
         ax.set_ylabel("training loss")
         ax.set_title(self.title, fontsize="medium")
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize="small")
+        legend_below(ax, ncol=1)
         self.ax_, self.figure_ = ax, fig
         return self
 
@@ -434,10 +542,9 @@ class PredictionErrorDisplay:
             if len(both):
                 lo, hi = both.min(), both.max()
                 ax.plot([lo, hi], [lo, hi], color="black", linestyle=":", linewidth=1, label="perfect fit")
-                ax.legend(fontsize="small")
             ax.set_xlabel(f"predicted {name}")
             ax.set_ylabel(f"actual {name}")
-            ax.set_title("Predicted vs actual", fontsize="medium")
+            ax.set_title("Predicted vs actual (dotted: perfect fit)", fontsize="medium")
         else:
             ax.scatter(p, t - p, s=18, alpha=0.7, color="#4477aa")
             ax.axhline(0.0, color="black", linestyle=":", linewidth=1)

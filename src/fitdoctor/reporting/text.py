@@ -1,6 +1,8 @@
 """Plain-text rendering in the ruff style: one line a finding, then a summary line."""
 from __future__ import annotations
 
+import math
+
 from ..findings import Finding
 
 
@@ -13,9 +15,9 @@ def fmt(x) -> str:
     except (TypeError, ValueError):
         return str(x)
     if v != v:
-        return "nan"
+        return "NaN"
     if v in (float("inf"), float("-inf")):
-        return "inf" if v > 0 else "-inf"
+        return "infinite" if v > 0 else "minus infinite"
     if v == 0:
         return "0"
     if 1e-3 <= abs(v) < 1e5:
@@ -32,17 +34,25 @@ def finding_line(f: Finding) -> str:
     elif f.confirmed is False:
         marks += " (not confirmed by the probe)"
     where = f" (from epoch {f.epoch})" if f.epoch is not None else ""
-    return f"{f.code} {f.name}: {f.message}{where}{marks}"
+    return f"{f.code} {f.name}: [{f.severity}] {f.message}{where}{marks}"
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
 
 
 def summary_line(findings: list[Finding]) -> str:
+    """What the finding lines above it hold, counted: errors and warnings are problems, info a note."""
     problems = [f for f in findings if f.severity in ("error", "warning")]
+    info = len(findings) - len(problems)
+    notes = f" and {_count(info, 'note')}" if info else ""
     if not problems:
-        info = len(findings)
-        return "All checks passed" + (f" ({info} note{'s' if info != 1 else ''})" if info else "")
-    fixable = sum(f.fixable for f in problems)
-    n = len(problems)
-    return f"Found {n} problem{'s' if n != 1 else ''}, {fixable} fixable"
+        return "All checks passed" + (f" ({_count(info, 'note')})" if info else "")
+    errors = sum(f.severity == "error" for f in problems)
+    kinds = ", ".join(x for x in (_count(errors, "error") if errors else "",
+                                  _count(len(problems) - errors, "warning") if len(problems) > errors else "") if x)
+    fixable = sum(f.fixable for f in findings)
+    return f"Found {_count(len(problems), 'problem')} ({kinds}){notes}, {fixable} fixable"
 
 
 def reference_line(report) -> str | None:
@@ -53,9 +63,28 @@ def reference_line(report) -> str | None:
     if ref.nonlinear_mse is not None:
         parts.append(f"nonlinear reference {fmt(ref.nonlinear_mse)}")
     line = "Reference MSE: " + ", ".join(parts)
-    if report.gap is not None:
-        line += f"; probe ended at {fmt(report.probe['final_loss'])} = {fmt(report.gap)}x the optimum"
+    final = (report.probe or {}).get("final_loss")
+    if final is not None and optimum_is_zero(report):
+        line += (f"; probe ended at {fmt(final)} (the optimum is 0: the targets are an exact linear function "
+                 "of the inputs, so no ratio to it is given)")
+    elif report.gap is not None and math.isfinite(report.gap):
+        line += f"; probe ended at {fmt(final)} = {fmt(report.gap)}x the optimum"
+    elif final is not None:
+        line += f"; probe ended at {fmt(final)} (diverged)"
     return line
+
+
+#: an optimum below this fraction of the variance of the targets counts as 0 (rounding error)
+ZERO_OPTIMUM = 1e-12
+
+
+def optimum_is_zero(report) -> bool:
+    """Whether the report's optimum is 0 up to rounding: a ratio to it means nothing then."""
+    ref = getattr(report, "reference", None)
+    opt = getattr(report, "optimum", None)
+    if ref is None or opt is None:
+        return False
+    return float(opt) <= ZERO_OPTIMUM * max(float(ref.mean_mse), 1e-300)
 
 
 def render_report_text(report) -> str:
@@ -66,3 +95,31 @@ def render_report_text(report) -> str:
         lines.append(ref)
     lines.append(summary_line(report.findings))
     return "\n".join(lines) + "\n"
+
+
+def still_falling(losses, tail: int = 5) -> bool:
+    """Whether a curve's last ``tail`` finite points still go down (the last is the lowest of them)."""
+    if losses is None:
+        return False
+    import numpy as np
+
+    v = np.asarray(losses, dtype=float)
+    v = v[np.isfinite(v)][-tail:]
+    return bool(len(v) >= 2 and v[-1] <= v.min() and v[-1] < v[0])
+
+
+def lr_stop_text(finder) -> str | None:
+    """Why a learning-rate sweep stopped where it did, in words (None when it ran to ``end_lr``).
+
+    The sweep stops when one step's loss jumps far above its lowest value. When the smoothed curve
+    is still falling there, calling it "diverged" would contradict the plot, so the sentence says
+    what happened instead.
+    """
+    div = getattr(finder, "diverged_at_", None)
+    if div is None:
+        return None
+    if still_falling(getattr(finder, "losses_", None)):
+        return (f"the sweep stopped at learning rate {fmt(div)}: the loss of one step jumped far above its lowest "
+                f"value there, while the smoothed curve was still falling; rates just below {fmt(div)} may still "
+                "train, and the suggestion stays well below them")
+    return f"the loss blew up from learning rate {fmt(div)} on: the smoothed curve turns up before that rate"

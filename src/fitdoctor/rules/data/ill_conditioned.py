@@ -64,6 +64,7 @@ class IllConditioned(Rule):
              "improvement": kappa / kappa_std if np.isfinite(kappa) else "inf",
              "collinear": bool(collinear)},
             fix=Fix("Standardise the inputs" if not collinear else "Drop or combine collinear features, then standardise",
-                    "norm = keras.layers.Normalization()\nnorm.adapt(X)", safe=not collinear,
+                    "norm = keras.layers.Normalization()\nnorm.adapt(X)  # each column's mean and variance\n"
+                    "model = keras.Sequential([keras.Input((X.shape[1],)), norm, *model.layers])  # raw X in", safe=not collinear,
                     intervention="scale_inputs"),
         )]

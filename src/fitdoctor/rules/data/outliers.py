@@ -65,7 +65,9 @@ class Outliers(Rule):
         out = np.abs(z) > Z_LIMIT
         if not out.any():
             return []
-        dev = (y - np.median(y)) ** 2
+        r = y - np.median(y)
+        r = r / max(float(np.max(np.abs(r))), 1e-300)  # a share is scale-free: no overflow at 1e160
+        dev = r**2
         share = float(dev[out].sum() / max(dev.sum(), 1e-300))
         rows = np.flatnonzero(ctx.finite_rows)[out]
         return [self.finding(

@@ -57,7 +57,8 @@ class TargetScale(Rule):
                     "mean_over_std": abs(mean) / std if std > 0 else "inf"}
         fix = Fix("Standardise the targets and invert the predictions",
                   "mu, sigma = y.mean(), y.std()\nmodel.fit(X, (y - mu) / sigma)\n"
-                  "# then append keras.layers.Normalization(mean=mu, variance=sigma**2, invert=True)",
+                  "# the trained model predicts in original units with one layer appended:\n"
+                  "model = keras.Sequential([*model.layers, keras.layers.Normalization(mean=mu, variance=sigma**2, invert=True)])",
                   safe=True, intervention="scale_targets")
         if rms > LIMIT or (0 < rms < 1 / LIMIT and std > 0):
             return [self.finding(

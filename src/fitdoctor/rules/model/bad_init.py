@@ -7,6 +7,8 @@ from ..base import Rule
 
 #: a kernel whose std differs from the Glorot/He scale by this factor is flagged
 STD_FACTOR = 10.0
+#: fewer kernel weights than this give no trustworthy standard deviation: such a kernel is not judged by it
+MIN_WEIGHTS = 16
 
 
 def glorot_std(fan_in: int, fan_out: int) -> float:
@@ -21,7 +23,9 @@ class BadInit(Rule):
     Compares each Dense kernel's standard deviation with the Glorot scale
     ``sqrt(2 / (fan_in + fan_out))`` (He's ``sqrt(2 / fan_in)`` is within a factor 2 of it) and
     flags kernels 10x larger or smaller, or constant kernels (std 0 with non-zero values). It also
-    compares the spread of the initial predictions with the targets' spread.
+    compares the spread of the initial predictions with the targets' spread. Minimum evidence: a
+    kernel's standard deviation is judged only when it holds at least 16 weights (``MIN_WEIGHTS``; the
+    std of two weights of a ``Dense(1)`` on two inputs says nothing about their initialiser).
 
     ## Why is this bad?
     Too-large weights multiply the activations' scale at every layer: outputs and gradients
@@ -54,7 +58,8 @@ class BadInit(Rule):
             ratio = std / expected
             # identical units never differentiate (symmetry); a single unit has nothing to break
             constant = std == 0.0 and (l.units or 1) > 1
-            too_far = std > 0 and (ratio > STD_FACTOR or ratio < 1 / STD_FACTOR)
+            enough = (l.fan_in or 1) * (l.units or 1) >= MIN_WEIGHTS
+            too_far = enough and std > 0 and (ratio > STD_FACTOR or ratio < 1 / STD_FACTOR)
             if constant or too_far:
                 bad.append({"layer": l.name, "kernel_std": std, "glorot_std": expected,
                             "ratio": ratio, "constant": bool(constant)})

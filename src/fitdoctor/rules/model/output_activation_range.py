@@ -6,6 +6,11 @@ from ...findings import Fix
 from ...model.inspect import ACTIVATION_RANGE
 from ..base import Rule
 
+#: after training, a loss at or above this fraction of var(y) is no better than the mean predictor
+NEAR_VAR = 0.9
+#: a fraction of outputs at the bound of the activation from which the output counts as saturated
+SATURATED = 0.5
+
 
 class OutputActivationRange(Rule):
     """Checks that the output activation can reach the targets.
@@ -64,4 +69,39 @@ class OutputActivationRange(Rule):
             fix=Fix("Use a linear output activation",
                     "keras.layers.Dense(1)  # no activation on the regression output", safe=True,
                     intervention="replace_output_activation"),
+        )]
+
+    def detect_training(self, trace):
+        """After (or during) training: a bounded output whose outputs sit at its bound, or whose range
+        excludes the targets' mean, while the loss stays at or above ``NEAR_VAR`` x var(y).
+
+        Minimum evidence: the output activation, var(y) and an MSE-comparable loss; either the targets'
+        mean or at least one recorded sample of the outputs' saturation."""
+        act = (trace.output_activation or "").lower()
+        if act not in ACTIVATION_RANGE or not trace.mse_comparable:
+            return []
+        fin = trace.finite_loss
+        var = trace.variance
+        if not len(fin) or not var:
+            return []
+        lo, hi = ACTIVATION_RANGE[act]
+        last = float(fin[-1])
+        sat = [s.saturation for s in trace.samples if s.saturation is not None]
+        mean_outside = trace.y_mean is not None and not (lo <= trace.y_mean <= hi)
+        saturated = bool(sat) and sat[-1] >= SATURATED
+        if last < NEAR_VAR * var or not (mean_outside or saturated):
+            return []
+        parts = [f"the loss ends at {last:.4g}, {last / var:.3g}x var(y) (the mean predictor's)"]
+        if mean_outside:
+            parts.append(f"the targets' mean {trace.y_mean:.4g} lies outside the {act} output's range [{lo:g}, {hi:g}]")
+        if saturated:
+            parts.append(f"{sat[-1]:.0%} of the outputs sit at the {act} bound")
+        return [self.finding(
+            f"output activation {act!r} cannot reach the targets: " + "; ".join(parts),
+            {"activation": act, "range": [lo, hi], "final_loss": last, "target_var": var,
+             "target_mean": trace.y_mean, "saturation": sat[-1] if sat else None},
+            fix=Fix("Use a linear output activation",
+                    "keras.layers.Dense(1)  # no activation on the regression output", safe=True,
+                    intervention="replace_output_activation"),
+            epoch=len(fin) - 1,
         )]

@@ -70,4 +70,4 @@ class OverRegularization(Rule):
     def _found(self, msg, evidence, severity=None):
         return self.finding(msg, evidence, severity=severity,
                             fix=Fix("Lower the penalty (tune it on the validation loss)",
-                                    "keras.regularizers.l2(1e-4)", safe=False))
+                                    "keras.regularizers.l2(1e-4)", safe=False, intervention="remove_regularization"))

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 from ...findings import Fix
 from ..base import Rule
 
@@ -45,6 +47,8 @@ class UnderfitCapacity(Rule):
         ref = ctx.reference
         if ref.nonlinear_mse is None or ref.nonlinear_mse * GAIN > ref.linear_mse:
             return []
+        if not (math.isfinite(ref.linear_mse) and math.isfinite(ref.nonlinear_mse)):
+            return []  # beyond float64 (targets near 1e160): not comparable
         return [self.finding(
             f"the model is linear but the data is not: the best linear fit has MSE {ref.linear_mse:.4g}, "
             f"a nonlinear reference reaches {ref.nonlinear_mse:.4g} ({ref.linear_mse / max(ref.nonlinear_mse, 1e-300):.3g}x better)",

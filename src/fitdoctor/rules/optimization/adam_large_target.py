@@ -5,6 +5,14 @@ from ..base import Rule
 from .bounds import budget, step_bounds, target_dominated
 
 
+#: what the distance a parameter must travel is measured in (shown after the number)
+_UNITS = {
+    "bias": " (target units)",
+    "kernel": " (target units per unit of that input)",
+    "output (mean prediction)": " (in weight steps: the targets' mean divided by the output layer's reach)",
+}
+
+
 class AdamLargeTarget(Rule):
     """Checks for an adaptive optimizer (Adam, RMSprop, Adagrad...) asked to reach large targets.
 
@@ -55,8 +63,8 @@ class AdamLargeTarget(Rule):
         given = f"{ctx.total_steps:,} given ({ctx.config.epochs} epochs x {b.steps_per_epoch} steps)" if ctx.total_steps else "epochs unknown"
         return [self.finding(
             f"{ctx.config.optimizer} moves each weight ~lr = {b.learning_rate:g} per step; {b.parameter} must travel "
-            f"{b.distance:.4g}, so it needs >= {b.steps_needed:,.0f} steps ({given}); with standardised targets "
-            f">= {b.steps_needed_scaled_targets:,.0f}",
+            f"{b.distance:.4g}{_UNITS.get(b.parameter.split('[')[0], '')}, so it needs >= {_count(b.steps_needed)} steps ({given}); with standardised targets "
+            f">= {_count(b.steps_needed_scaled_targets)}",
             {"steps_needed": b.steps_needed, "steps_given": ctx.total_steps, "epochs_needed": b.epochs_needed,
              "ratio_needed_to_given": b.steps_needed / avail, "parameter": b.parameter, "distance": b.distance,
              "learning_rate": b.learning_rate, "optimizer": b.optimizer,
@@ -97,3 +105,8 @@ class AdamLargeTarget(Rule):
                     "model = keras.Sequential([*model.layers, keras.layers.Normalization(mean=mu, variance=sigma**2, invert=True)])",
                     safe=True, intervention="scale_targets"),
             epoch=crawl.began)]
+
+
+def _count(v: float) -> str:
+    """A step count: with thousands separators up to 1e15, in scientific notation beyond."""
+    return f"{v:,.0f}" if v < 1e15 else f"{v:.3g}"

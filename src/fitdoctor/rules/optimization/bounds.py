@@ -86,9 +86,13 @@ def step_bounds(ctx) -> StepBounds:
     A = np.c_[H, np.ones(n_sample)]
     theta0 = np.r_[w0, b0]
     names = [f"kernel[{i}]" for i in range(H.shape[1])] + ["bias"]
+    # columns scaled by powers of two (exact) for the solves: magnitudes up to float64's range
+    from ...reference import pow2_scale
+
+    cs = pow2_scale(np.max(np.abs(A), axis=0))  # 1 for ordinary magnitudes
     if exact:
-        theta_star, *_ = np.linalg.lstsq(A, y, rcond=None)
-        theta_star_s, *_ = np.linalg.lstsq(A, (y - mu) / sigma, rcond=None)
+        theta_star = np.linalg.lstsq(A / cs, y, rcond=None)[0] / cs
+        theta_star_s = np.linalg.lstsq(A / cs, (y - mu) / sigma, rcond=None)[0] / cs
         dist = np.abs(theta_star - theta0)
         dist_s = np.abs(theta_star_s - theta0)
         j = int(np.argmax(dist))
@@ -100,8 +104,11 @@ def step_bounds(ctx) -> StepBounds:
         distance = abs(mu - float(np.mean(pred0))) / reach
         distance_s = abs(float(np.mean(pred0))) / reach
         parameter = "output (mean prediction)"
-    lams, V = np.linalg.eigh(2.0 * (A.T @ A) / n_sample)
-    lams = np.clip(lams, 0.0, None)
+    k = float(cs.max())
+    As = A / k if k != 1.0 else A
+    lams, V = np.linalg.eigh(2.0 * (As.T @ As) / n_sample)
+    with np.errstate(over="ignore"):
+        lams = np.clip(lams * k * k, 0.0, None)
     lam_max = float(lams.max())
     pos = lams[lams > lam_max * 1e-12]
     lam_min = float(pos.min()) if len(pos) else 0.0

@@ -6,6 +6,9 @@ from ...findings import Fix
 from ..base import Rule
 from .bounds import step_bounds, target_dominated
 
+#: a loss within this factor of the optimum (or below it) is not "too few epochs", however it still falls
+AT_OPTIMUM = 1.1
+
 
 class TooFewEpochs(Rule):
     """Checks for training that ends before the loss can reach the optimum.
@@ -66,6 +69,10 @@ class TooFewEpochs(Rule):
         dec = curves.tail_decline(trace)
         if dec is None or not dec.falling or dec.excess_fraction < curves.CONVERGED_EXCESS:
             return []
+        fin = trace.finite_loss
+        gap = trace.gap(float(fin[-1])) if len(fin) else None
+        if gap is not None and gap <= AT_OPTIMUM:
+            return []  # already at (or below) the optimum: more epochs would only fit the training rows closer
         total = trace.epochs_run + dec.epochs_needed
         if total <= 1.1 * trace.planned:
             return []  # a probe that will get there within the epochs planned

@@ -43,13 +43,14 @@ class DyingRelu(Rule):
             return []
         import keras
 
-        rows = ctx.Xc[:512].astype(np.float32)
+        rows = ctx.Xc_model[:512].astype(np.float32)  # shaped as the model takes them (sequences too)
         dead = {}
         for layer in model.layers:
             if type(layer).__name__ != "Dense" or "relu" != str(layer.get_config().get("activation")):
                 continue
             try:
-                out = np.asarray(keras.Model(model.inputs, layer.output).predict(rows, verbose=0))
+                # a direct call, not predict(): a failing predict() leaves the shared variables purged (Keras on JAX)
+                out = np.asarray(keras.ops.convert_to_numpy(keras.Model(model.inputs, layer.output)(rows, training=False)))
             except Exception:
                 continue
             frac = float((out.reshape(len(rows), -1) <= 0).all(axis=0).mean())

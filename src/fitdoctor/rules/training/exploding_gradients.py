@@ -52,8 +52,14 @@ class ExplodingGradients(Rule):
             if growth:
                 ev.update(growth)
             where = f"epoch {trace.nonfinite_epoch}" + (f" (step {trace.nonfinite_step})" if trace.nonfinite_step is not None else "")
+            if trace.inputs_checked and not trace.nonfinite_inputs_evidence:
+                why = "although the inputs and targets were checked and finite: the weights or activations overflowed"
+            else:  # never claim what nothing checked
+                why = ("(the inputs were not checked for NaN/inf: pass the training data to rule that out): the "
+                       "weights or activations probably overflowed")
+            ev["inputs_checked"] = bool(trace.inputs_checked)
             return [self.finding(
-                f"the loss became inf/NaN at {where} although the inputs were finite: the weights or activations overflowed",
+                f"the loss became inf/NaN at {where} {why}",
                 ev, fix=fix, epoch=trace.nonfinite_epoch, step=trace.nonfinite_step)]
         if growth is None:
             return []

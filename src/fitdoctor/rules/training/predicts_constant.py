@@ -7,6 +7,10 @@ from ..base import Rule
 SPREAD = 0.01
 #: ... when the loss is at least this fraction of var(y) (the mean predictor's MSE)
 NEAR_VAR = 0.8
+#: epochs a loss curve needs before "above var(y)" is judged from the curve alone
+MIN_EPOCHS = 5
+#: ... and a final loss above this multiple of var(y): clearly worse than the mean predictor
+ABOVE_VAR = 1.2
 
 
 class PredictsConstant(Rule):
@@ -15,7 +19,11 @@ class PredictsConstant(Rule):
     ## What it does
     Before training, flags outputs that are constant by construction (softmax over one unit is
     always exactly 1). During training, flags predictions whose spread on the sample batch is
-    below 1% of the targets' spread while the loss sits near ``var(y)``, the mean predictor.
+    below 1% of the targets' spread while the loss sits near ``var(y)``, the mean predictor. After
+    the fact, from the loss curve alone (``diagnose_history``, ``check-log --data``: no predictions
+    recorded), flags a run whose final loss is above 1.2 x ``var(y)`` and not falling towards a level
+    below it: clearly worse than predicting the mean. Minimum evidence: 5 finite epochs and var(y) (``y``, ``--data`` or
+    ``--target-var``), with an MSE loss.
 
     ## Why is this bad?
     A constant prediction is the best the model can do when its inputs are cut off: dead
@@ -49,7 +57,9 @@ class PredictsConstant(Rule):
 
     def detect_training(self, trace):
         samples = [s for s in trace.samples if s.pred_spread is not None]
-        if not samples or samples[-1].pred_spread >= SPREAD:
+        if not samples:
+            return self._above_variance(trace)
+        if samples[-1].pred_spread >= SPREAD:
             return []
         fin = trace.finite_loss
         var = trace.variance
@@ -79,3 +89,32 @@ class PredictsConstant(Rule):
             fix=Fix("Use a linear output (and check for dead units, a saturated output or a broadcasting loss)",
                     "keras.layers.Dense(1)", safe=False, intervention="replace_output_activation"),
             epoch=began.epoch, step=began.step)]
+
+    def _above_variance(self, trace):
+        """The curve alone: final loss above var(y), not falling (see the class docstring)."""
+        fin = trace.finite_loss
+        var = trace.variance
+        if len(fin) < MIN_EPOCHS or not var or not trace.mse_comparable:
+            return []
+        last = float(fin[-1])
+        if last <= ABOVE_VAR * var:
+            return []
+        from ...monitor import curves
+
+        dec = curves.tail_decline(trace)
+        if curves.adam_crawl(trace) is not None:
+            return []  # Adam crawling towards distant targets: adam-large-target names that
+        floor = getattr(dec, "floor", None) if dec is not None else None
+        if dec is not None and dec.falling and (floor is None or not floor > var):
+            return []  # still learning, towards a level below var(y)
+        act = trace.output_activation
+        cause = (f"the {act} output" if act and act not in ("linear", None) else
+                 "a bounded output activation (sigmoid, tanh, relu) that cannot reach the targets, dead units, "
+                 "or a broadcasting loss")
+        return [self.finding(
+            f"the loss ends at {last:.4g}, {last / var:.3g}x var(y): worse than predicting the mean; likely cause: {cause}",
+            {"final_loss": last, "loss_over_var_y": last / var, "target_var": var, "output_activation": act,
+             "epochs": int(len(fin))},
+            fix=Fix("Use a linear output (and check for dead units, a saturated output or a broadcasting loss)",
+                    "keras.layers.Dense(1)", safe=False, intervention="replace_output_activation"),
+            epoch=int(len(fin)) - 1)]

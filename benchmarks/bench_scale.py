@@ -1,0 +1,83 @@
+"""Benchmark: how ``diagnose`` and ``repair`` grow with the number of rows, next to one plain fit.
+
+20 features, a 20->64->64->1 relu MLP, Adam 1e-3, 20 epochs, batch 32, targets in the thousands.
+For each n, three fresh processes (so that each peak memory is its own): one plain
+``model.fit`` of that configuration, ``diagnose(probe=True)``, and ``repair``. Prints each as a
+ratio to the plain fit and the peak resident memory of each process (imports included: about
+0.6 GiB with Keras and JAX loaded).
+
+    KERAS_BACKEND=jax PYTHONPATH=src python benchmarks/bench_scale.py [--sizes 1000,10000,100000,1000000]
+
+Targets (issue #14): the ratios do not grow with n; at 10^6 rows repair <= 3x one fit. The
+10^6-row plain fit alone takes minutes on a 2-core machine; pass smaller ``--sizes`` to try it out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.join(HERE, "..", "src")
+
+CHILD = textwrap.dedent("""
+    import json, resource, sys, time
+    import numpy as np
+    import keras
+    import fitdoctor
+
+    n, what = int(sys.argv[1]), sys.argv[2]
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, 20)) * np.geomspace(0.1, 1000, 20)
+    Z = X / np.geomspace(0.1, 1000, 20)
+    y = 2000 + 300 * np.tanh(Z[:, :5].sum(axis=1)) + 100 * Z[:, 5:10].sum(axis=1) + rng.normal(0, 30, n)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(64, activation="relu"),
+                              keras.layers.Dense(64, activation="relu"), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    out = {}
+    t = time.perf_counter()
+    if what == "fit":
+        model.fit(X.astype("float32"), y.astype("float32"), epochs=20, batch_size=32, verbose=0)
+    elif what == "diagnose":
+        rep = fitdoctor.diagnose(model, X, y, epochs=20, batch_size=32)
+        out["findings"] = rep.names
+    else:
+        rep = fitdoctor.repair(model, X, y, epochs=20, batch_size=32)
+        out["applied"] = rep.applied_names
+        out["after_loss"] = rep.after_loss
+    out["seconds"] = time.perf_counter() - t
+    out["peak_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(json.dumps(out))
+""")
+
+
+def _child(n: int, what: str) -> dict:
+    env = dict(os.environ, KERAS_BACKEND=os.environ.get("KERAS_BACKEND", "jax"), TF_CPP_MIN_LOG_LEVEL="3")
+    env["PYTHONPATH"] = os.path.abspath(SRC) + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(n), what], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-2000:])
+        raise SystemExit(f"{what} at n={n} failed")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1000,10000,100000,1000000", help="comma-separated row counts")
+    args = ap.parse_args(argv)
+    sizes = [int(float(s)) for s in args.sizes.split(",") if s.strip()]
+    print(f"{'rows':>9}  {'fit s':>8}  {'diagnose':>14}  {'repair':>14}  peak GiB fit / diagnose / repair")
+    for n in sizes:
+        fit, dia, rep = _child(n, "fit"), _child(n, "diagnose"), _child(n, "repair")
+        print(f"{n:>9,}  {fit['seconds']:8.2f}  {dia['seconds']:7.2f} s {dia['seconds'] / fit['seconds']:4.1f}x  "
+              f"{rep['seconds']:7.2f} s {rep['seconds'] / fit['seconds']:4.1f}x  "
+              f"{fit['peak_gib']:.2f} / {dia['peak_gib']:.2f} / {rep['peak_gib']:.2f}   applied: {', '.join(rep['applied'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

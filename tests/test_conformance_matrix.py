@@ -1,0 +1,158 @@
+"""Conformance matrix (issue 11): every kind of model, body, loss, target shape and optimizer runs
+through diagnose, compare, find_lr, repair (with a save/load round trip in a fresh process),
+the Monitor inside model.fit and ``fitdoctor check --model``, leaves the user's model unchanged,
+and repairs the faulty twin (targets x 1e4 + 1e4) to <= 1.1x the healthy twin's training MSE.
+
+A covering subset of the full product (4 x 5 x 4 x 3 x 2 = 480): 64 seeded combinations in which
+every value of every factor appears at least 3 times. Combinations that hit a known gap are
+marked xfail with the gap named (two-input and two-output functional models are not supported yet).
+"""
+import itertools
+import os
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import keras
+
+import conformance_models as cm
+import fitdoctor
+
+N_CASES = 64
+EPOCHS = 20
+FAULTY_SCALE = 1e4
+
+
+def _cases():
+    product = list(itertools.product(cm.MODELS, cm.BODIES, cm.LOSSES, cm.Y_SHAPES, cm.OPTIMIZERS))
+    cases = random.Random(11).sample(product, N_CASES)
+    for i, values in enumerate(zip(*cases)):  # every value of every factor at least 3 times
+        for factor in (cm.MODELS, cm.BODIES, cm.LOSSES, cm.Y_SHAPES, cm.OPTIMIZERS)[i:i + 1]:
+            assert all(values.count(v) >= 3 for v in factor), (factor, values)
+    return cases
+
+
+GAPS = {
+    "two_inputs": "functional models with several inputs are not supported yet (issue 11 item 6): "
+                  "the engine takes one input array",
+    "two_outputs": "functional models with several outputs are not supported yet (issue 11 item 6): "
+                   "the engine takes one output",
+}
+
+
+def _params():
+    out = []
+    for case in _cases():
+        marks = [pytest.mark.xfail(reason=GAPS[case[0]], strict=False)] if case[0] in GAPS else []
+        out.append(pytest.param(*case, id="-".join(case), marks=marks))
+    return out
+
+
+def _snapshot(model):
+    """Weights, optimizer variables and compile settings of the user's model."""
+    weights = [np.array(v.numpy()) for v in model.weights]
+    opt = model.optimizer
+    opt_vars = [np.array(v.numpy()) for v in getattr(opt, "variables", [])]
+    return weights, opt_vars, keras.optimizers.serialize(opt), model.loss
+
+
+def _assert_unchanged(model, before):
+    weights, opt_vars, opt_cfg, loss = _snapshot(model)
+    for a, b in zip(before[0], weights):
+        np.testing.assert_array_equal(a, b)
+    assert len(before[1]) == len(opt_vars)
+    for a, b in zip(before[1], opt_vars):
+        np.testing.assert_array_equal(a, b)
+    assert opt_cfg == before[2] and loss is before[3]
+
+
+_PREDICT = """
+import os, sys
+os.environ["KERAS_BACKEND"] = "jax"
+sys.path.insert(0, sys.argv[4])
+import numpy as np, keras
+import conformance_models  # the user's model class (registered), never the losses
+model = keras.saving.load_model(sys.argv[1])
+np.save(sys.argv[3], np.asarray(model.predict(np.load(sys.argv[2]), verbose=0), dtype=np.float64))
+"""
+
+
+def _reload_predict(path, X, tmp_path):
+    xp, out = str(tmp_path / "X.npy"), str(tmp_path / "pred.npy")
+    np.save(xp, np.asarray(X, np.float32))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run = subprocess.run([sys.executable, "-c", _PREDICT, str(path), xp, out, os.path.dirname(__file__)],
+                         capture_output=True, text=True, env=env, timeout=180)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return np.load(out)
+
+
+#: known gaps of the command line (cli/ is issue 13's): an exit 2 with one of these is an expected failure
+CLI_GAPS = {
+    "several target columns": "fitdoctor check --target a,b (several target columns) is not supported yet",
+    "Could not locate function": "fitdoctor check --model cannot load a model compiled with an unregistered loss",
+    "Could not locate class": "fitdoctor check --model cannot load a model compiled with an unregistered Loss subclass",
+}
+
+
+def _check_cli(model, X, y, tmp_path, capsys):
+    """``fitdoctor check --model`` on a CSV of the rows (tables only: a CSV cannot hold sequences)."""
+    import pandas as pd
+
+    from fitdoctor.cli import main
+
+    Y = np.asarray(y).reshape(len(X), -1)
+    names = [f"t{j}" for j in range(Y.shape[1])]
+    frame = pd.DataFrame(np.c_[X, Y], columns=[f"f{j}" for j in range(X.shape[1])] + names)
+    csv = tmp_path / "data.csv"
+    frame.to_csv(csv, index=False)
+    path = tmp_path / "user_model.keras"
+    model.save(path)
+    capsys.readouterr()
+    code = main(["check", str(csv), "--target", ",".join(names), "--model", str(path), "--no-probe"])
+    err = capsys.readouterr().err
+    gap = next((reason for key, reason in CLI_GAPS.items() if key in err), None)
+    if code == 2 and gap:
+        pytest.xfail(gap)
+    assert code in (0, 1), err
+
+
+@pytest.mark.slow  # ~45 s a case, most of it repair's held-out evaluation
+@pytest.mark.parametrize("kind, body, loss_kind, y_shape, opt_kind", _params())
+def test_conformance(kind, body, loss_kind, y_shape, opt_kind, tmp_path, capsys):
+    X, y = cm.make_data(body, y_shape)
+    k = 1 if y_shape != "n3" else 3
+    model = cm.make_model(kind, body, X, k, loss=cm.make_loss(loss_kind), optimizer=cm.make_optimizer(opt_kind))
+    Xin, yin = cm.model_inputs(kind, X), cm.model_targets(kind, y)
+    before = _snapshot(model)
+
+    report = fitdoctor.diagnose(model, Xin, yin, epochs=EPOCHS)
+    assert report.probe is not None
+    cmp = fitdoctor.compare(model, Xin, yin, epochs=EPOCHS, batch_size=32)
+    healthy_mse = float(cmp.results_["final_loss"].iloc[0])
+    lr = fitdoctor.find_lr(model, Xin, yin, steps=12)
+    assert lr.suggestion_ > 0
+    _assert_unchanged(model, before)
+
+    # the faulty twin: targets x 1e4 + 1e4
+    y_faulty = np.asarray(y) * FAULTY_SCALE + FAULTY_SCALE
+    rep = fitdoctor.repair(model, Xin, cm.model_targets(kind, y_faulty), epochs=EPOCHS)
+    _assert_unchanged(model, before)
+    assert rep.after_loss / FAULTY_SCALE**2 <= 1.1 * healthy_mse, (rep.message, healthy_mse)
+    paths = rep.save(tmp_path / "out")
+    in_memory = np.asarray(rep.model.predict(Xin, verbose=0), np.float64)
+    reloaded = _reload_predict(paths["model"], X, tmp_path)
+    rel = np.abs(in_memory.reshape(-1) - reloaded.reshape(-1)) / np.maximum(np.abs(in_memory.reshape(-1)), 1e-6)
+    assert rel.max() <= 1e-5
+
+    # the Monitor inside the user's own fit (a fresh twin of the model: fitting changes it)
+    twin = cm.make_model(kind, body, X, k, loss=cm.make_loss(loss_kind), optimizer=cm.make_optimizer(opt_kind))
+    monitor = fitdoctor.Monitor()
+    twin.fit(Xin, yin, epochs=3, batch_size=32, verbose=0, callbacks=[monitor])
+    assert monitor.history_ is not None or monitor.findings_ is not None
+
+    if X.ndim == 2:
+        _check_cli(model, X, y, tmp_path, capsys)

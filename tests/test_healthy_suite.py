@@ -1,0 +1,133 @@
+"""A healthy-model suite (issue 12): sound configurations on which fitdoctor must stay quiet.
+
+``healthy_configs()`` generates 40 sound configurations (standardised data; learning rates that suit
+SGD, Adam and RMSprop; MLPs of several widths; an LSTM; a BatchNormalization model; the keras.io
+tutorial pattern with a Normalization layer) on synthetic data (600 rows, batch 64) and
+scikit-learn's bundled diabetes data (442 rows). ``diagnose`` must report no error and no confirmed finding on any of them. ``repair`` runs on
+every fifth configuration only (8 of 40, to keep the suite near three minutes of CI) and must leave
+at least 95% of those unchanged unless it gains 10% on held-out data.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+N_ROWS = 600
+BATCH = 64
+
+
+def _data(kind: str, seed: int):
+    rng = np.random.default_rng(seed)
+    if kind == "diabetes":
+        from sklearn.datasets import load_diabetes
+
+        X, y = load_diabetes(return_X_y=True)
+        X = (X - X.mean(axis=0)) / X.std(axis=0)
+        y = (y - y.mean()) / y.std()
+        return X, y
+    X = rng.standard_normal((N_ROWS, 4))
+    if kind == "linear":
+        y = X @ np.array([0.8, -0.5, 0.3, 0.1]) + 0.3 * rng.standard_normal(N_ROWS)
+    else:  # a mildly nonlinear target, as real tabular data often is
+        y = X @ np.array([0.8, -0.5, 0.0, 0.1]) + 0.3 * np.tanh(2 * X[:, 2]) + 0.3 * rng.standard_normal(N_ROWS)
+    y = (y - y.mean()) / y.std()
+    return X, y
+
+
+def _model(keras, arch: str, n_inputs: int, X):
+    if arch == "linear":
+        layers = [keras.layers.Dense(1)]
+    elif arch.startswith("mlp"):
+        width = int(arch[3:].split("-")[0])
+        act = "tanh" if arch.endswith("tanh") else "relu"
+        layers = [keras.layers.Dense(width, activation=act), keras.layers.Dense(1)]
+    elif arch == "batchnorm":
+        layers = [keras.layers.Dense(16), keras.layers.BatchNormalization(), keras.layers.Activation("relu"),
+                  keras.layers.Dense(1)]
+    elif arch == "tutorial":  # keras.io "regression" tutorial: Normalization + Dense(64, relu) x 2
+        norm = keras.layers.Normalization()
+        norm.adapt(np.asarray(X, np.float32))
+        layers = [norm, keras.layers.Dense(64, activation="relu"), keras.layers.Dense(64, activation="relu"),
+                  keras.layers.Dense(1)]
+    else:
+        raise ValueError(arch)
+    return keras.Sequential([keras.Input((n_inputs,))] + layers)
+
+
+#: optimizer, learning rate, epochs: rates that suit each optimizer on standardised data
+_OPTIMIZERS = [("adam", 1e-2, 40), ("adam", 3e-3, 60), ("sgd", 3e-2, 60), ("rmsprop", 3e-3, 40)]
+_ARCHS = ["linear", "mlp8", "mlp32", "mlp16-tanh", "batchnorm"]
+_DATA = ["linear", "nonlinear"]
+
+
+def healthy_configs() -> list[dict]:
+    """40 sound configurations: 4 optimizers x 5 architectures x 2 synthetic datasets = 40, with the
+    tutorial pattern and the LSTM replacing two of them, and diabetes for the linear model."""
+    out = []
+    for d in _DATA:
+        for arch in _ARCHS:
+            for opt, lr, epochs in _OPTIMIZERS:
+                out.append({"data": d, "arch": arch, "optimizer": opt, "lr": lr, "epochs": epochs})
+    # swap in the keras.io tutorial pattern, the LSTM and the bundled data (still 40 in all)
+    out[0] = {"data": "diabetes", "arch": "linear", "optimizer": "adam", "lr": 1e-2, "epochs": 60}
+    out[1] = {"data": "diabetes", "arch": "tutorial", "optimizer": "adam", "lr": 1e-3, "epochs": 60}
+    out[2] = {"data": "sequence", "arch": "lstm", "optimizer": "adam", "lr": 1e-2, "epochs": 60}
+    out[3] = {"data": "diabetes", "arch": "mlp8", "optimizer": "rmsprop", "lr": 3e-3, "epochs": 60}
+    return out
+
+
+def build(config: dict, seed: int = 0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    if config["arch"] == "lstm":
+        rng = np.random.default_rng(seed)
+        X = rng.standard_normal((N_ROWS, 6, 2))
+        y = X[:, :, 0].mean(axis=1) * 2 + 0.1 * rng.standard_normal(N_ROWS)
+        y = (y - y.mean()) / y.std()
+        model = keras.Sequential([keras.Input((6, 2)), keras.layers.LSTM(8), keras.layers.Dense(1)])
+    else:
+        X, y = _data(config["data"], seed)
+        model = _model(keras, config["arch"], X.shape[1], X)
+    opt = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}[config["optimizer"]]
+    model.compile(optimizer=opt(learning_rate=config["lr"]), loss="mse")
+    return model, X, y
+
+
+CONFIGS = healthy_configs()
+
+
+def _id(c):
+    return f"{c['data']}-{c['arch']}-{c['optimizer']}-{c['lr']:g}"
+
+
+def test_the_suite_has_at_least_40_configurations():
+    assert len(CONFIGS) >= 40
+    assert {c["optimizer"] for c in CONFIGS} == {"adam", "sgd", "rmsprop"}
+    assert {"lstm", "batchnorm", "tutorial"} <= {c["arch"] for c in CONFIGS}
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=_id)
+def test_diagnose_reports_no_error_and_no_confirmed_finding(config):
+    from fitdoctor import diagnose
+
+    model, X, y = build(config)
+    report = diagnose(model, X, y, epochs=config["epochs"], batch_size=BATCH)
+    bad = [(f.name, f.severity, f.confirmed) for f in report.findings if f.severity == "error" or f.confirmed]
+    assert bad == []
+
+
+@pytest.mark.slow
+def test_repair_leaves_healthy_configurations_unchanged():
+    from fitdoctor import repair
+
+    subset = CONFIGS[::5]
+    changed = []
+    for config in subset:
+        model, X, y = build(config)
+        rep = repair(model, X, y, epochs=config["epochs"], batch_size=BATCH)
+        if rep.recipe != rep.user_recipe:
+            # a change is allowed only with a held-out gain of at least 10 %
+            assert rep.after_val_loss < 0.9 * rep.before_val_loss, (_id(config), rep.message)
+            changed.append((_id(config), rep.applied_names))
+    assert len(changed) <= 0.05 * len(subset) or len(changed) == 0, changed
