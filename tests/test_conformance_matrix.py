@@ -22,6 +22,12 @@ import conformance_models as cm
 import fitdoctor
 
 N_CASES = 64
+#: cases run by default (CI's time budget); FITDOCTOR_MATRIX=full runs all N_CASES of them.
+#: The default subset is the first cases of the covering sample, chosen so that every body, loss,
+#: target shape and optimizer appears in it (checked below).
+CI_EXPERIMENT_CASES = 12
+CI_REPAIR_CASES = 4
+FULL = os.environ.get("FITDOCTOR_MATRIX", "") == "full"
 EPOCHS = 20
 FAULTY_SCALE = 1e4
 
@@ -43,10 +49,25 @@ GAPS = {
 }
 
 
-def _params():
+def _ci_subset(cases, n):
+    """``n`` cases that cover every value of every factor once where possible (greedy, deterministic)."""
+    values = {(i, v) for c in cases for i, v in enumerate(c)}
+    chosen, seen = [], set()
+    remaining = list(cases)
+    while remaining and len(chosen) < n:
+        best = max(remaining, key=lambda c: len({(i, v) for i, v in enumerate(c)} - seen))
+        remaining.remove(best)
+        chosen.append(best)
+        seen |= {(i, v) for i, v in enumerate(best)}
+    assert seen == values, sorted(values - seen)  # every value of every factor is run at least once
+    return chosen
+
+
+def _params(n=None):
     out = []
-    for case in _cases():
-        marks = [pytest.mark.xfail(reason=GAPS[case[0]], strict=False)] if case[0] in GAPS else []
+    cases = _cases() if FULL or n is None else _ci_subset(_cases(), n)
+    for case in cases:
+        marks = [pytest.mark.xfail(reason=GAPS[case[0]], strict=False, run=FULL)] if case[0] in GAPS else []
         out.append(pytest.param(*case, id="-".join(case), marks=marks))
     return out
 
@@ -120,23 +141,59 @@ def _check_cli(model, X, y, tmp_path, capsys):
     assert code in (0, 1), err
 
 
-@pytest.mark.slow  # ~45 s a case, most of it repair's held-out evaluation
-@pytest.mark.parametrize("kind, body, loss_kind, y_shape, opt_kind", _params())
-def test_conformance(kind, body, loss_kind, y_shape, opt_kind, tmp_path, capsys):
+def _user_model(kind, body, loss_kind, y_shape, opt_kind):
     X, y = cm.make_data(body, y_shape)
     k = 1 if y_shape != "n3" else 3
     model = cm.make_model(kind, body, X, k, loss=cm.make_loss(loss_kind), optimizer=cm.make_optimizer(opt_kind))
+    return model, X, y, k
+
+
+@pytest.mark.slow  # a few seconds a case on a quiet machine (diagnose with its probe, compare, find_lr, a fit)
+@pytest.mark.parametrize("kind, body, loss_kind, y_shape, opt_kind", _params(CI_EXPERIMENT_CASES))
+def test_conformance_experiments(kind, body, loss_kind, y_shape, opt_kind, tmp_path, capsys):
+    model, X, y, k = _user_model(kind, body, loss_kind, y_shape, opt_kind)
     Xin, yin = cm.model_inputs(kind, X), cm.model_targets(kind, y)
     before = _snapshot(model)
-
     report = fitdoctor.diagnose(model, Xin, yin, epochs=EPOCHS)
-    assert report.probe is not None
+    replica = report.probe.get("replica")
+    assert replica is None or replica["agrees"] is not False, replica  # the engine reproduced model.fit
     cmp = fitdoctor.compare(model, Xin, yin, epochs=EPOCHS, batch_size=32)
-    healthy_mse = float(cmp.results_["final_loss"].iloc[0])
+    assert len(cmp.results_) == 1
     lr = fitdoctor.find_lr(model, Xin, yin, steps=12)
     assert lr.suggestion_ > 0
     _assert_unchanged(model, before)
+    # the Monitor inside the user's own fit (a fresh twin of the model: fitting changes it)
+    twin, *_ = _user_model(kind, body, loss_kind, y_shape, opt_kind)
+    monitor = fitdoctor.Monitor()
+    twin.fit(Xin, yin, epochs=3, batch_size=32, verbose=0, callbacks=[monitor])
+    assert monitor.history_ is not None
+    if X.ndim == 2:
+        _check_cli(model, X, y, tmp_path, capsys)
 
+
+SLOW_REPAIR = ("repair of recurrent and convolutional bodies is not run here: measured > 10 minutes a case on this "
+               "CI machine (repair's held-out evaluation trains many model.fit runs of the LSTM/Conv1D)")
+
+
+def _repair_params():
+    out = []
+    supported = [c for c in _cases() if c[0] not in GAPS and c[1] not in ("lstm", "conv1d")]
+    for p in (_params() if FULL else [pytest.param(*c, id="-".join(c)) for c in _ci_subset(supported, CI_REPAIR_CASES)]):
+        kind, body = p.values[0], p.values[1]
+        marks = list(p.marks)
+        if not marks and body in ("lstm", "conv1d"):
+            marks = [pytest.mark.xfail(reason=SLOW_REPAIR, run=False)]
+        out.append(pytest.param(*p.values, id=p.id, marks=marks))
+    return out
+
+
+@pytest.mark.slow  # ~45 s a case, most of it repair's held-out evaluation
+@pytest.mark.parametrize("kind, body, loss_kind, y_shape, opt_kind", _repair_params())
+def test_conformance_repair(kind, body, loss_kind, y_shape, opt_kind, tmp_path):
+    model, X, y, k = _user_model(kind, body, loss_kind, y_shape, opt_kind)
+    Xin, yin = cm.model_inputs(kind, X), cm.model_targets(kind, y)
+    before = _snapshot(model)
+    healthy_mse = float(fitdoctor.compare(model, Xin, yin, epochs=EPOCHS, batch_size=32).results_["final_loss"].iloc[0])
     # the faulty twin: targets x 1e4 + 1e4
     y_faulty = np.asarray(y) * FAULTY_SCALE + FAULTY_SCALE
     rep = fitdoctor.repair(model, Xin, cm.model_targets(kind, y_faulty), epochs=EPOCHS)
@@ -147,12 +204,3 @@ def test_conformance(kind, body, loss_kind, y_shape, opt_kind, tmp_path, capsys)
     reloaded = _reload_predict(paths["model"], X, tmp_path)
     rel = np.abs(in_memory.reshape(-1) - reloaded.reshape(-1)) / np.maximum(np.abs(in_memory.reshape(-1)), 1e-6)
     assert rel.max() <= 1e-5
-
-    # the Monitor inside the user's own fit (a fresh twin of the model: fitting changes it)
-    twin = cm.make_model(kind, body, X, k, loss=cm.make_loss(loss_kind), optimizer=cm.make_optimizer(opt_kind))
-    monitor = fitdoctor.Monitor()
-    twin.fit(Xin, yin, epochs=3, batch_size=32, verbose=0, callbacks=[monitor])
-    assert monitor.history_ is not None or monitor.findings_ is not None
-
-    if X.ndim == 2:
-        _check_cli(model, X, y, tmp_path, capsys)

@@ -60,9 +60,14 @@ def assert_clean_interrupt(code, err, running, delay=None, duration=None):
         assert code in (0, 1), err[-3000:]
 
 
+#: the earliest moment: Python's own start-up (before any fitdoctor code runs) takes up to a few tenths of
+#: a second on a loaded 2-core machine, and a Ctrl-C there is Python's, not fitdoctor's
+EARLIEST = 0.5
+
+
 def moments(duration, seed):
     rng = random.Random(seed)
-    return sorted(rng.uniform(0.1, 0.9 * duration) for _ in range(MOMENTS))
+    return sorted(rng.uniform(EARLIEST, max(0.9 * duration, EARLIEST + 0.1)) for _ in range(MOMENTS))
 
 
 def test_sigint_during_fix_leaves_nothing_half_written(tmp_path):

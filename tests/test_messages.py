@@ -98,8 +98,6 @@ def test_messages_when_the_optimum_is_zero():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="fix/repair.py (the ablation's evidence for drop_nonfinite_rows) formats a "
-                   "NaN loss with '.4g': 'with them the loss is nan after one epoch'. Remove this mark once fixed.")
 def test_demo_output_and_page(tmp_path):
     out = tmp_path / "demo.html"
     env = {**os.environ, "KERAS_BACKEND": "jax", "FITDOCTOR_CACHE_DIR": "off"}

@@ -63,7 +63,7 @@ class Example:
 def scaling_example() -> Example:
     X = np.array([[1000, 2], [1200, 3], [1500, 4], [1300, 2.5], [1600, 4.5]], dtype=np.float64)
     y = np.array([5, 6, 7, 6.5, 7.5], dtype=np.float64)
-    return Example("scaling", "Seed 000, example 1: unscaled features", X, y, ("feature_1", "feature_2"), "y",
+    return Example("scaling", "Unscaled features: one in the thousands, one in units", X, y, ("feature_1", "feature_2"), "y",
                    "adam", 1e-3, "mse", 200, 32,
                    description="Feature 1 is in the thousands, feature 2 in units; Adam at its default learning rate for 200 epochs.",
                    alternative={"scale_x": True})
@@ -73,7 +73,7 @@ def learning_rate_example(seed: int = 0) -> Example:
     rng = np.random.default_rng(seed)
     X = rng.random((100, 5))
     y = 2 * X.sum(axis=1) + rng.standard_normal(100)
-    return Example("learning-rate", "Seed 000, example 2: learning rate 0.1 versus 0.01", X, y,
+    return Example("learning-rate", "Learning rate 0.1 versus 0.01 with Adam", X, y,
                    tuple(f"x{i}" for i in range(5)), "y", "adam", 0.01, "mse", 100, 32,
                    description="y = 2 sum(x) + N(0, 1); the seed calls 0.01 optimal and 0.1 too high.",
                    alternative={"learning_rate": 0.1}, noise_floor=1.0)
@@ -83,9 +83,9 @@ def capacity_example(seed: int = 0) -> Example:
     rng = np.random.default_rng(seed + 1)
     X = rng.random((100, 1))
     y = 5 * np.sin(2 * np.pi * X[:, 0]) + rng.standard_normal(100) * 0.2
-    return Example("capacity", "Seed 000, example 3: a linear model on a sine", X, y, ("x",), "y",
+    return Example("capacity", "Too little capacity: a linear model on a sine", X, y, ("x",), "y",
                    "adam", 1e-3, "mse", 1000, 32,
-                   description="y = 5 sin(2 pi x) + N(0, 0.2^2) fitted by one Dense unit (the seed's simple model).",
+                   description="y = 5 sin(2 pi x) + N(0, 0.2^2) fitted by one Dense unit (a one-unit linear model).",
                    alternative={"hidden_units": (10,)}, noise_floor=0.04)
 
 
@@ -99,7 +99,7 @@ def income_example(seed: int = 0) -> Example:
     income = np.round(income, -1)
     X = np.c_[age, experience]
     X[[6, 14], 1] = np.nan  # two empty cells, as in the real file
-    return Example("income", "Seed 003: incomes in dollars", X, income, ("age", "experience"), "income",
+    return Example("income", "Unscaled targets: incomes in dollars", X, income, ("age", "experience"), "income",
                    "adam", 1e-2, "mse", 200, 32,
                    description="Targets of tens of thousands of dollars: Adam moves each weight by about one learning rate per step.",
                    alternative={"scale_y": True})

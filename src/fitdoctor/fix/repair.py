@@ -286,6 +286,20 @@ class Repair:
 # ------------------------------------------------------------------------------------------------
 
 
+def _loss_text(value) -> str:
+    """A loss for a message: 4 significant digits, or words when the run produced no finite number."""
+    value = float(value)
+    return f"{value:.4g}" if np.isfinite(value) else "not finite (the training blew up)"
+
+
+def _ratio_text(value, optimum) -> str:
+    """``value / optimum`` as 'N.NNx' (words when either is not a positive finite number)."""
+    value, optimum = float(value), float(optimum)
+    if not (np.isfinite(value) and np.isfinite(optimum) and optimum > 0):
+        return "far above"
+    return f"{value / optimum:.3g}x"
+
+
 def _as_arrays(X, y) -> tuple[np.ndarray, np.ndarray]:
     try:
         X = np.asarray(X, dtype=np.float64)
@@ -300,13 +314,15 @@ def _as_arrays(X, y) -> tuple[np.ndarray, np.ndarray]:
     return X, (yy[:, 0] if yy.shape[1] == 1 else yy)  # several target columns are kept: (n, k)
 
 
-def _diagnose(model, X, y, *, optimizer, learning_rate, loss, epochs, batch_size, seed):
+def _diagnose(model, X, y, *, optimizer, learning_rate, loss, epochs, batch_size, seed, feature_names=None,
+              target_name=None):
     """Findings, notes and reference of :func:`fitdoctor.diagnose` (no probe); no findings and a note when unavailable."""
     try:
         from ..diagnosis import diagnose
     except ImportError:
         return [], ["diagnose is not available: candidates come from the data alone"], None
-    kw = dict(optimizer=optimizer, loss=loss, epochs=epochs, batch_size=batch_size, probe=False)
+    kw = dict(optimizer=optimizer, loss=loss, epochs=epochs, batch_size=batch_size, probe=False,
+              feature_names=feature_names, target_name=target_name)
     if learning_rate is not None:
         kw["learning_rate"] = learning_rate
     try:
@@ -493,7 +509,7 @@ def repair(model, X, y, *, optimizer=None, loss=None, epochs=None, batch_size=No
     dropped = np.flatnonzero(~ok).tolist()
     Xc, yc = X[ok], y[ok]
     if len(yc) < 2:
-        raise InputError(f"only {len(yc)} row(s) are free of NaN/inf: repair needs at least 2")
+        raise InputError(f"only {len(yc)} row(s) are free of missing or infinite values: repair needs at least 2")
     Xv = yv = None
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) < 2:
@@ -506,7 +522,9 @@ def repair(model, X, y, *, optimizer=None, loss=None, epochs=None, batch_size=No
         if yv.ndim != yc.ndim:
             yv = yv.reshape((len(yv),) + yc.shape[1:])
     findings, notes, reference = _diagnose(model, X, y, optimizer=optimizer, learning_rate=learning_rate, loss=loss,
-                                           epochs=epochs, batch_size=batch_size, seed=seed)
+                                           epochs=epochs, batch_size=batch_size, seed=seed,
+                                           feature_names=list(feature_names) if feature_names is not None else None,
+                                           target_name=target_name)
     if reference is None or reference.n_rows != len(yc):
         reference = compute_reference(Xc.reshape(len(Xc), -1), yc, seed=seed)
     plan = holdout_plan(len(yc), 0 if Xv is None else len(yv), validation_split, seed)
@@ -810,7 +828,7 @@ def repair(model, X, y, *, optimizer=None, loss=None, epochs=None, batch_size=No
     # -- what was kept, with its measured effect (held-out MSE) -----------------------------------
     if dropped:
         applied.append(AppliedIntervention(iv.DropNonfiniteRows(), baseline.final_mse, before_loss,
-                                           f"rows {dropped} hold NaN/inf; with them the loss is {before_loss:.4g} "
+                                           f"rows {dropped} hold missing or infinite values; with them the loss is {_loss_text(before_loss)} "
                                            "after one epoch (measured)"))
     if not nothing_helped and chosen is not baseline:
         for n in kept:
@@ -832,18 +850,18 @@ def repair(model, X, y, *, optimizer=None, loss=None, epochs=None, batch_size=No
     reached = bool(np.isfinite(after_val) and after_val <= target)
     how = plan.description
     if healthy:
-        message = (f"nothing to fix: your configuration's held-out MSE {before_val:.4g} ({how}) is within {tol:.0%} "
-                   f"of the held-out {kind} optimum {val_optimum:.4g}")
+        message = (f"nothing to fix: your configuration's held-out MSE {_loss_text(before_val)} ({how}) is within {tol:.0%} "
+                   f"of the held-out {kind} optimum {_loss_text(val_optimum)}")
     elif nothing_helped and not dropped:
         message = (f"nothing it tried helped: no change lowered the held-out MSE by {MIN_GAIN:.0%} or more; your "
-                   f"configuration is returned (held-out MSE {before_val:.4g}, {before_val / val_optimum:.3g}x the "
-                   f"held-out {kind} optimum {val_optimum:.4g}; {how})")
+                   f"configuration is returned (held-out MSE {_loss_text(before_val)}, {_ratio_text(before_val, val_optimum)} the "
+                   f"held-out {kind} optimum {_loss_text(val_optimum)}; {how})")
     elif reached:
-        message = (f"repaired: held-out MSE {before_val:.4g} -> {after_val:.4g} ({how}), within {tol:.0%} of the "
-                   f"held-out {kind} optimum {val_optimum:.4g}")
+        message = (f"repaired: held-out MSE {_loss_text(before_val)} -> {_loss_text(after_val)} ({how}), within {tol:.0%} of the "
+                   f"held-out {kind} optimum {_loss_text(val_optimum)}")
     else:
-        message = (f"partly repaired: held-out MSE {before_val:.4g} -> {after_val:.4g} ({how}), still "
-                   f"{after_val / val_optimum:.3g}x the held-out {kind} optimum {val_optimum:.4g}")
+        message = (f"partly repaired: held-out MSE {_loss_text(before_val)} -> {_loss_text(after_val)} ({how}), still "
+                   f"{_ratio_text(after_val, val_optimum)} the held-out {kind} optimum {_loss_text(val_optimum)}")
     if not reached:
         tried = ", ".join(names + [e.name for e in extras if e.name not in names]) or "no structural fix was suspected"
         reasons.append(f"tried {tried} and learning rates {', '.join(f'{lr:g}' for lr in _lr_grid(base.learning_rate))}")
@@ -870,7 +888,7 @@ def repair(model, X, y, *, optimizer=None, loss=None, epochs=None, batch_size=No
     for n in names:
         notes.append(f"suspected {n}: {why[n]}")
     if dropped:
-        notes.append(f"dropped {len(dropped)} row(s) holding NaN/inf: rows {dropped}")
+        notes.append(f"dropped {len(dropped)} row(s) holding missing or infinite values: rows {dropped}")
     report = Report(findings=findings, reference=reference, config=cfg.to_dict(),
                     model={"is_linear": is_linear, "output_activation": info.output_activation,
                            "n_params": info.n_params, "rows_per_parameter": rpp}, notes=notes, source="fix",

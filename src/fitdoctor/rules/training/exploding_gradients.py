@@ -55,7 +55,7 @@ class ExplodingGradients(Rule):
             if trace.inputs_checked and not trace.nonfinite_inputs_evidence:
                 why = "although the inputs and targets were checked and finite: the weights or activations overflowed"
             else:  # never claim what nothing checked
-                why = ("(the inputs were not checked for NaN/inf: pass the training data to rule that out): the "
+                why = ("(the inputs were not checked for missing or infinite values: pass the training data to rule that out): the "
                        "weights or activations probably overflowed")
             ev["inputs_checked"] = bool(trace.inputs_checked)
             return [self.finding(
