@@ -250,32 +250,43 @@ def nonlinear_reference(X: np.ndarray, y: np.ndarray, *, seed: int = 0) -> tuple
     return float(np.mean((pred - y) ** 2)), "HistGradientBoostingRegressor (5-fold out-of-fold)"
 
 
-def kernel_ridge_loo(X: np.ndarray, y: np.ndarray) -> tuple[float, str]:
-    """Leave-one-out MSE of RBF kernel ridge regression, the best over a small (gamma, alpha) grid.
+#: the (gamma x p, alpha) grid the RBF kernel ridge reference searches
+KERNEL_GAMMAS = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+KERNEL_ALPHAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
-    For kernel ridge the hat matrix is H = K (K + alpha I)^-1 = Q L/(L + alpha) Q' (K = Q L Q'),
-    and the leave-one-out residual is exactly r_i / (1 - H_ii): no refitting, one eigendecomposition
-    per gamma. Inputs are standardised, targets centred.
+
+def kernel_ridge_select(d2: np.ndarray, yc: np.ndarray, p: int) -> tuple[float, float, float, np.ndarray]:
+    """The (gamma, alpha) of RBF kernel ridge with the lowest leave-one-out MSE on centred targets ``yc``.
+
+    ``d2``: squared distances between the (standardised) rows, ``p``: their number of columns. For
+    kernel ridge the hat matrix is H = K (K + alpha I)^-1 = Q L/(L + alpha) Q' (K = Q L Q'), and the
+    leave-one-out residual is exactly r_i / (1 - H_ii): no refitting, one eigendecomposition per gamma.
+    Returns (leave-one-out MSE, gamma, alpha, dual coefficients (K + alpha I)^-1 yc).
     """
-    sd = X.std(axis=0)
-    Z = (X - X.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-    yc = y - y.mean()
-    d2 = np.sum((Z[:, None, :] - Z[None, :, :]) ** 2, axis=-1)
-    p = Z.shape[1]
-    best, label = float("inf"), ""
-    for gamma in np.array([0.03, 0.1, 0.3, 1.0, 3.0, 10.0]) / p:
+    best: tuple[float, float, float, np.ndarray] = (float("inf"), 0.0, 0.0, np.zeros_like(yc))
+    for gamma in np.array(KERNEL_GAMMAS) / p:
         lam, Q = np.linalg.eigh(np.exp(-gamma * d2))
         lam = np.clip(lam, 0.0, None)
         qy = Q.T @ yc
-        for alpha in (1e-4, 1e-3, 1e-2, 1e-1, 1.0):
+        for alpha in KERNEL_ALPHAS:
             shrink = lam / (lam + alpha)
-            fitted = Q @ (shrink * qy)
             h = np.einsum("ij,j,ij->i", Q, shrink, Q)
-            loo = (yc - fitted) / np.clip(1.0 - h, 1e-12, None)
+            loo = (yc - Q @ (shrink * qy)) / np.clip(1.0 - h, 1e-12, None)
             mse = float(np.mean(loo**2))
-            if mse < best:
-                best, label = mse, f"RBF kernel ridge (leave-one-out; gamma={gamma * p:g}/p, alpha={alpha:g})"
-    return best, label
+            if mse < best[0]:
+                best = (mse, float(gamma), float(alpha), Q @ (qy / (lam + alpha)))
+    return best
+
+
+def kernel_ridge_loo(X: np.ndarray, y: np.ndarray) -> tuple[float, str]:
+    """Leave-one-out MSE of RBF kernel ridge regression, the best over a small (gamma, alpha) grid
+    (:func:`kernel_ridge_select`). Inputs are standardised, targets centred."""
+    sd = X.std(axis=0)
+    Z = (X - X.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    d2 = np.sum((Z[:, None, :] - Z[None, :, :]) ** 2, axis=-1)
+    p = Z.shape[1]
+    mse, gamma, alpha, _ = kernel_ridge_select(d2, y - y.mean(), p)
+    return mse, f"RBF kernel ridge (leave-one-out; gamma={gamma * p:g}/p, alpha={alpha:g})"
 
 
 def compute_reference(X: np.ndarray, y: np.ndarray, *, nonlinear: bool = True, seed: int = 0,
