@@ -16,7 +16,7 @@ weights, and compare their training curves with the least-squares optimum. Losse
 the training data in the ORIGINAL target units, so runs with standardised targets compare with
 runs without. On the JAX backend all runs train together (vectorised).
 
-With no grid option it runs seed 003's study: inputs standardised, Adam and SGD at 1e-2 and
+With no grid option it runs the optimizer study: inputs standardised, Adam and SGD at 1e-2 and
 1e-3, with and without standardised targets. Otherwise an option left out is not varied (the
 model's compile settings, raw inputs and targets).
 """
@@ -83,7 +83,7 @@ def _checked(kind, text: str, option: str):
 
 
 def grid_from_args(args) -> dict:
-    """The grid the options ask for; seed 003's study when none is given."""
+    """The grid the options ask for; the optimizer study when none is given."""
     grid: dict = {}
     if args.optimizers:
         grid["optimizer"] = [_checked(optimizer_name, s, "--optimizers") for s in _list(args.optimizers, option="--optimizers")]
@@ -100,7 +100,7 @@ def grid_from_args(args) -> dict:
         grid["scale_y"] = _CHOICES[args.scale_y]
     if args.loss:
         grid["loss"] = [_checked(loss_name, s, "--loss") for s in _list(args.loss, option="--loss")]
-    if not grid:  # seed 003: normalised inputs, Adam/SGD x 1e-2/1e-3, with and without standardised targets
+    if not grid:  # the default study: normalised inputs, Adam/SGD x 1e-2/1e-3, with and without standardised targets
         grid = {"optimizer": ["adam", "sgd"], "learning_rate": [1e-2, 1e-3], "scale_x": [True], "scale_y": [False, True]}
     return grid
 

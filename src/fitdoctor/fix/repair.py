@@ -413,7 +413,7 @@ def _tail_mse(trial: Trial) -> float:
     """The lowest MSE over the last fifth of a run's epochs (its final MSE for short curves).
 
     A high learning rate often oscillates around the optimum: its final epoch lands anywhere in
-    the oscillation (measured on seed 000's capacity example: Adam at 0.3 ended at 0.089 or 0.143
+    the oscillation (measured on the bundled capacity example: Adam at 0.3 ended at 0.089 or 0.143
     depending on float rounding, with 0.039 a few epochs earlier). The final model is trained with
     ReduceLROnPlateau, which damps exactly that oscillation, so what a rate can reach is the low
     end of its tail, not its last value. A run that diverged has a non-finite tail and scores inf.

@@ -23,7 +23,7 @@ class FeatureScale(Rule):
     A weight on a column in the thousands must be a thousand times smaller than one on a
     column in units, but gradient descent (and Adam, which moves every weight by about one
     learning rate per step) treats them alike: the large column dominates the gradient, the
-    small one is ignored, and the loss crawls or oscillates (seed 000, example 1).
+    small one is ignored, and the loss crawls or oscillates (the bundled `scaling` example).
 
     ## Example
     ```python

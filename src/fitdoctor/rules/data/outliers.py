@@ -37,7 +37,7 @@ class Outliers(Rule):
     ## Why is this bad?
     Squared error grows with the square of the distance: one target at z = 20 weighs as much as
     400 ordinary rows. The gradient steps then chase the outliers, the loss jumps from batch to
-    batch, and the final fit is pulled away from the bulk of the data (seed 000: "Huber loss
+    batch, and the final fit is pulled away from the bulk of the data ("Huber loss
     might be more suitable in the presence of outliers").
 
     ## Example

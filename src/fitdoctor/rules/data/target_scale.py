@@ -22,7 +22,7 @@ class TargetScale(Rule):
     With incomes of 27,840 to 63,600 the network must grow its output weights and bias to tens
     of thousands. The MSE and its gradients are then ~10^9: plain SGD overshoots unless the
     learning rate is tiny, and Adam, whose step is about one learning rate whatever the gradient,
-    needs tens of thousands of steps to move the bias there (seed 003). See also
+    needs tens of thousands of steps to move the bias there (the bundled `income` example). See also
     `adam-large-target`.
 
     ## Example

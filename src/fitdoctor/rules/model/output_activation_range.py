@@ -23,7 +23,7 @@ class OutputActivationRange(Rule):
     ## Why is this bad?
     A sigmoid output predicting incomes of 40,000 is stuck at 1.0: the loss stays near
     ``mean(y - 1)^2`` however long you train, and the saturated sigmoid passes back almost no
-    gradient (seed 000: "using Sigmoid in the output layer can restrict the predicted values to
+    gradient ("using Sigmoid in the output layer can restrict the predicted values to
     [0,1]").
 
     ## Example

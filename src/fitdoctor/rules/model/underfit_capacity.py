@@ -22,7 +22,7 @@ class UnderfitCapacity(Rule):
     ## Why is this bad?
     Training "does not converge" only in the sense that it converges to the wrong place: the
     loss plateaus at the least-squares error, and more epochs, other learning rates or other
-    optimizers change nothing (seed 000, example 3: a line fitted to a sine).
+    optimizers change nothing (the bundled `capacity` example: a line fitted to a sine).
 
     ## Example
     ```python

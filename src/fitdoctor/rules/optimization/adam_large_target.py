@@ -27,7 +27,7 @@ class AdamLargeTarget(Rule):
     ## Why is this bad?
     Adam normalises each gradient by its running RMS: with targets of 40,000 the bias must reach
     ~40,000, and at lr = 0.01 that takes ~4 million steps however large the gradient is. The
-    loss crawls down a straight line (seed 003: "parameters get updated by a value close to plus
+    loss crawls down a straight line ("parameters get updated by a value close to plus
     or minus the learning rate"). Plain SGD is not limited this way, but it has other problems
     with large targets.
 

@@ -21,7 +21,7 @@ class BatchSize(Rule):
     With batch_size >= n every epoch is one optimizer step: 200 epochs are 200 steps. With very
     small batches each step follows the noise of a few rows, so the loss never settles at the
     minimum unless the learning rate decays ("small batches may introduce noisy gradient
-    updates ... large batches may fail to capture the local intricacies", seed 000).
+    updates ... large batches may fail to capture the local intricacies").
 
     ## Example
     ```python

@@ -18,7 +18,7 @@ class LrTooLow(Rule):
 
     ## Why is this bad?
     The loss falls, but so slowly that training ends long before the minimum: the run looks like
-    it converged to a poor value ("agonizingly slow learning", seed 000).
+    it converged to a poor value ("agonizingly slow learning").
 
     ## Example
     ```python

@@ -23,7 +23,7 @@ class TooFewEpochs(Rule):
     ## Why is this bad?
     The curve is still going down when training stops, and the final loss is reported as if it
     were the model's best ("insufficient training epochs will prevent the model from ever
-    converging", seed 000).
+    converging").
 
     ## Example
     ```python

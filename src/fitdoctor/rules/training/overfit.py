@@ -16,7 +16,7 @@ class Overfit(Rule):
 
     ## Why is this bad?
     The model is memorising the training rows: training longer makes predictions on new data
-    worse ("a model that is too complex for the dataset can overfit", seed 000). The weights
+    worse ("a model that is too complex for the dataset can overfit"). The weights
     from the best epoch were better than the final ones.
 
     ## Example
