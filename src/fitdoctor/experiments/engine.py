@@ -665,7 +665,7 @@ _COMPILER_OPTIONS = (
     {"xla_backend_optimization_level": 0},
     {},
 )
-#: H5 (#14): programs with more arithmetic than this (runs x rows passed forward, in training and in
+#: programs with more arithmetic than this (runs x rows passed forward, in training and in
 #: the per-epoch evaluations, x parameters) compile at XLA's default optimisation level instead
 #: (fusion emitters still off, which halves compilation): level 0 makes the generated code 4-10x
 #: slower per step. Measured on this CPU: 16 runs of a 2-32-32-1 MLP on 10,000 rows for 10 epochs
@@ -841,7 +841,7 @@ def train_runs(model, X, y, specs: list[RunSpec], *, seed: int = 0, engine: str 
     if not specs:
         return []
     _validate_specs(specs)
-    from .executors import get_executor  # H5 (#14): the executor seam
+    from .executors import get_executor  # the executor seam
 
     runner = get_executor(executor, engine=engine)
     if runner is not None:

@@ -551,12 +551,7 @@ def repair(model, X, y, *, optimizer=None, loss=None, epochs=None, batch_size=No
             m = t.build_model()
         except Exception:  # a run that cannot be rebuilt is not a candidate
             return float("inf")
-        from ..model.replica import call_model
-
-        pred = call_model(m, Xva).reshape(len(Xva), -1)  # H5: model.predict costs ~0.2 s a call on TensorFlow
-        yy = np.asarray(yva, np.float64).reshape(len(Xva), -1)
-        with np.errstate(over="ignore", invalid="ignore"):
-            v = float(np.sum((pred[:, : yy.shape[1]] - yy) ** 2))
+        v = predict_mse(m, Xva, yva) * np.asarray(yva).reshape(len(Xva), -1).size  # the mean back to a sum
         return v if np.isfinite(v) else float("inf")
 
     def evaluate(trials: list[Trial], stage: str) -> None:

@@ -180,7 +180,7 @@ def train_plain(model, X, y, recipe: Recipe, *, seed: int, cache: dict, validati
     n_inputs = tuple(np.shape(X)[1:])
     base = arch_model(model, n_inputs, recipe, seed, cache)
     remote = call_in_worker(_train_plain_from, base, X, y, recipe, seed=seed, validation_data=validation_data)
-    if remote is not None:  # H5 (#14): a TensorFlow user's plain fit on JAX, from the same starting weights
+    if remote is not None:  # a TensorFlow user's plain fit on JAX, from the same starting weights
         return remote
     keras.utils.set_random_seed(seed)
     core = surgery.clone(base, n_inputs)
