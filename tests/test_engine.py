@@ -180,7 +180,7 @@ def test_fused_update_rule_matches_keras_optimizers_over_minibatches(monkeypatch
     assert all(fused_coefficients(s) is not None for s in specs)
     fused = train_runs(model, X, y, specs, engine="vectorized", seed=3)
     monkeypatch.setattr(engine_module, "_fusable", lambda base, spec: False)
-    engine_module._PROGRAM_CACHE.clear()
+    engine_module.clear_program_cache()
     keras_rule = train_runs(model, X, y, specs, engine="vectorized", seed=3)
     for a, b in zip(fused, keras_rule):
         np.testing.assert_allclose(a.mse, b.mse, rtol=2e-4, err_msg=a.label)
