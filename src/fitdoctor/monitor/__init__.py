@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .history import diagnose_history, run_training_rules
-from .trace import Sample, Trace
+from ..signals.trace import Sample, Trace
 
 __all__ = ["Monitor", "Sample", "Trace", "diagnose_history", "run_training_rules"]
 

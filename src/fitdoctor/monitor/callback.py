@@ -8,7 +8,7 @@ import keras
 import numpy as np
 
 from ..model.inspect import _optimizer_name, canonical_loss, describe_model
-from .trace import Sample, Trace
+from ..signals.trace import Sample, Trace
 
 #: rows of X_sample used for the gradient / activation statistics
 SAMPLE_ROWS = 256
@@ -323,7 +323,7 @@ class Monitor(keras.callbacks.Callback):
 
 
 def gradient_growth_before(trace) -> bool:
-    from .curves import gradient_growth
+    from ..signals.curves import gradient_growth
 
     return gradient_growth(trace) is not None
 

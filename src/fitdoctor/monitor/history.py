@@ -8,7 +8,7 @@ import numpy as np
 from ..errors import InputError
 from ..findings import Finding
 from ..report import Report
-from .trace import Trace
+from ..signals.trace import Trace
 
 
 def run_training_rules(trace: Trace, *, select=None, ignore=None) -> list[Finding]:

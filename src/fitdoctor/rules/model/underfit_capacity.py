@@ -4,6 +4,7 @@ import math
 
 from ...findings import Fix
 from ..base import Rule
+from ...signals import curves
 
 #: the nonlinear reference must beat least squares by this factor to call a linear model underfit
 GAIN = 2.0
@@ -62,7 +63,6 @@ class UnderfitCapacity(Rule):
         )]
 
     def detect_training(self, trace):
-        from ...monitor import curves
 
         ref = trace.reference
         if not trace.is_linear or ref is None or ref.nonlinear_mse is None or not trace.mse_comparable:

@@ -3,6 +3,7 @@ from __future__ import annotations
 from ...findings import Fix
 from ..base import Rule
 from .bounds import budget, step_bounds, target_dominated
+from ...signals import curves
 
 
 #: what the distance a parameter must travel is measured in (shown after the number)
@@ -80,7 +81,6 @@ class AdamLargeTarget(Rule):
     def detect_training(self, trace):
         import math
 
-        from ...monitor import curves
 
         crawl = curves.adam_crawl(trace)
         if crawl is None:

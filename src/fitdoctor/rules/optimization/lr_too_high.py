@@ -3,6 +3,7 @@ from __future__ import annotations
 from ...findings import Fix
 from ..base import Rule
 from .bounds import largest_weight_needed, step_bounds
+from ...signals import curves
 
 
 class LrTooHigh(Rule):
@@ -68,7 +69,6 @@ class LrTooHigh(Rule):
         )]
 
     def detect_training(self, trace):
-        from ...monitor import curves
 
         lr = trace.learning_rate
         lr_txt = f"lr = {lr:g}" if lr else "the learning rate"

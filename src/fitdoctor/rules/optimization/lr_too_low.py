@@ -5,6 +5,7 @@ import math
 from ...findings import Fix
 from ..base import Rule
 from .bounds import budget, largest_weight_needed, step_bounds, target_dominated
+from ...signals import curves
 
 
 class LrTooLow(Rule):
@@ -63,7 +64,6 @@ class LrTooLow(Rule):
         )]
 
     def detect_training(self, trace):
-        from ...monitor import curves
 
         if curves.unstable(trace) or curves.adam_crawl(trace) is not None:
             return []

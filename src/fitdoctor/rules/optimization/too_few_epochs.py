@@ -5,6 +5,7 @@ import math
 from ...findings import Fix
 from ..base import Rule
 from .bounds import step_bounds, target_dominated
+from ...signals import curves
 
 #: a loss within this factor of the optimum (or below it) is not "too few epochs", however it still falls
 AT_OPTIMUM = 1.1
@@ -62,7 +63,6 @@ class TooFewEpochs(Rule):
         )]
 
     def detect_training(self, trace):
-        from ...monitor import curves
 
         if curves.unstable(trace) or curves.adam_crawl(trace) is not None:
             return []

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from ..base import Rule
+from ...signals.curves import GROWTH_FACTOR, gradient_growth
 
 
 class ExplodingGradients(Rule):
@@ -36,7 +37,6 @@ class ExplodingGradients(Rule):
         import math
 
         from ...findings import Fix
-        from ...monitor.curves import GROWTH_FACTOR, gradient_growth
 
         fix = Fix("Clip the gradient norm and lower the learning rate (and fix the scale that made it explode)",
                   "keras.optimizers.Adam(learning_rate=1e-3, clipnorm=1.0)", safe=False, intervention="clip_gradients")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from ...findings import Fix
 from ..base import Rule
+from ...signals import curves
 
 #: predictions whose std is below this fraction of the targets' std count as constant
 SPREAD = 0.01
@@ -68,7 +69,6 @@ class PredictsConstant(Rule):
         last = float(fin[-1])
         if last < NEAR_VAR * var:
             return []  # a loss well below var(y) cannot come from a constant prediction
-        from ...monitor import curves
 
         if curves.adam_crawl(trace) is not None:
             return []  # the weights have barely moved yet: adam-large-target, not a cut-off output
@@ -99,7 +99,6 @@ class PredictsConstant(Rule):
         last = float(fin[-1])
         if last <= ABOVE_VAR * var:
             return []
-        from ...monitor import curves
 
         dec = curves.tail_decline(trace)
         if curves.adam_crawl(trace) is not None:
