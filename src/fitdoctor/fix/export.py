@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from ..experiments.specs import RunResult, _keras
+from ..experiments.specs import RunResult
 from ..model.replica import clone_model, copy_state, finalize_state
 
 
@@ -16,7 +16,7 @@ def build_trained_model(model, result: RunResult):
     scaled X, ``Normalization(invert=True)`` behind when it scaled y), so ``keras.saving.load_model``
     loads the saved model without fitdoctor. The model is not compiled.
     """
-    keras = _keras()
+    import keras
     inner = clone_model(model)
     if not inner.built:
         n_in = len(result.x_mean) if result.x_mean is not None else None

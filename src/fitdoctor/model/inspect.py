@@ -200,7 +200,7 @@ def optimizer_settings(optimizer_config: str | None) -> dict[str, Any]:
     return out
 
 
-def _optimizer_name(opt: Any) -> str:
+def optimizer_name_of(opt: Any) -> str:
     if isinstance(opt, str):
         return opt.lower()
     return type(opt).__name__.lower()
@@ -226,7 +226,7 @@ def read_training_config(
     opt_obj = optimizer
     if opt_obj is None and model is not None:
         opt_obj = getattr(model, "optimizer", None)
-    name = _optimizer_name(opt_obj) if opt_obj is not None else "adam"
+    name = optimizer_name_of(opt_obj) if opt_obj is not None else "adam"
     lr = learning_rate
     if lr is None and opt_obj is not None and not isinstance(opt_obj, str):
         lr = _optimizer_lr(opt_obj)

@@ -7,7 +7,7 @@ import warnings
 import keras
 import numpy as np
 
-from ..model.inspect import _optimizer_name, canonical_loss, describe_model
+from ..model.inspect import optimizer_name_of, canonical_loss, describe_model
 from ..signals.trace import Sample, Trace
 
 #: rows of X_sample used for the gradient / activation statistics
@@ -135,7 +135,7 @@ class Monitor(keras.callbacks.Callback):
         wmax = max((float(np.nanmax(np.abs(w))) for w in weights if w.size), default=0.0)
         self.history_ = Trace(
             loss=[], val_loss=[], lr=[], steps_per_epoch=spe, epochs_planned=epochs,
-            optimizer=_optimizer_name(opt) if opt is not None else None,
+            optimizer=optimizer_name_of(opt) if opt is not None else None,
             learning_rate=_current_lr(opt), loss_name=canonical_loss(getattr(model, "loss", None)),
             reference=reference, y_var=yv if yv is not None else (reference.mean_mse if reference else None),
             y_mean=ym, is_linear=is_linear, output_activation=out_act, monitor=self.monitor,
