@@ -51,6 +51,13 @@ def main() -> None:
     print(f"first calls in this process (XLA compilation included): fit {t_fit_cold:.2f} s, repair {t_rep_cold:.2f} s, "
           f"ratio {t_rep_cold / t_fit_cold:.2f}x")
     print(f"candidate configurations tried: {rep.n_candidates} (ablation runs: {len(rep.ablation)}; target >= 8)")
+    budget = dict(getattr(rep, "budget_", {}) or {})
+    if budget:
+        from fitdoctor.reporting.text import budget_line
+
+        budget.update(fit_seconds=t_fit, ratio_to_fit=t_rep / t_fit)
+        print(budget_line(budget))
+        print("seconds by stage: " + ", ".join(f"{k} {v:.2f}" for k, v in budget["stage_seconds"].items()))
     print(f"after_loss {rep.after_loss:.6g} vs least squares {rep.reference.linear_mse:.6g} "
           f"(ratio {rep.after_loss / rep.reference.linear_mse:.4f}); kept: {', '.join(rep.applied_names)}")
 

@@ -141,3 +141,9 @@ def model_inputs(kind, X):
 
 def model_targets(kind, y):
     return [y, y] if kind == "two_outputs" else y
+
+
+def side_by_side(values, n):
+    """A list of arrays (several inputs, outputs or predictions) as one (n, columns) float64 table."""
+    parts = values if isinstance(values, (list, tuple)) else [values]
+    return np.concatenate([np.asarray(p, dtype=np.float64).reshape(n, -1) for p in parts], axis=1)

@@ -58,10 +58,16 @@ def dense_model(units=(), activation="relu", out_activation=None, n_inputs=3, se
     return make
 
 
-def _custom_mse(y_true, y_pred):
+def _custom_mse():
+    """A Loss subclass whose ``call`` broadcasts y_true (n,) against y_pred (n, 1) (Keras aligns the ranks
+    for a plain function given to compile, not for a Loss subclass's own call)."""
     import keras
 
-    return keras.ops.mean(keras.ops.square(y_true - y_pred))
+    class CustomMSE(keras.losses.Loss):
+        def call(self, y_true, y_pred):
+            return keras.ops.mean(keras.ops.square(y_true - y_pred), axis=-1)
+
+    return CustomMSE()
 
 
 def firing(name: str) -> Scenario:
@@ -91,7 +97,7 @@ def firing(name: str) -> Scenario:
     if name == "wrong-loss":
         return h.with_(config={"loss": "binary_crossentropy"})
     if name == "shape-broadcast":
-        return h.with_(model=dense_model(loss=_custom_mse))
+        return h.with_(model=dense_model(loss=_custom_mse()))
     if name == "underfit-capacity":
         x = rng.random((150, 1))
         return Scenario(x, 5 * np.sin(2 * np.pi * x[:, 0]) + 0.2 * rng.standard_normal(150), nonlinear=True)

@@ -4,8 +4,9 @@ the Monitor inside model.fit and ``fitdoctor check --model``, leaves the user's 
 and repairs the faulty twin (targets x 1e4 + 1e4) to <= 1.1x the healthy twin's training MSE.
 
 A covering subset of the full product (4 x 5 x 4 x 3 x 2 = 480): 64 seeded combinations in which
-every value of every factor appears at least 3 times. Combinations that hit a known gap are
-marked xfail with the gap named (two-input and two-output functional models are not supported yet).
+every value of every factor appears at least 3 times. Functional models with two inputs or two
+outputs take X as a list of arrays and y as a list (one per output); the experiments train them as
+one flat model (fitdoctor.model.multi_io) and the repaired model has the user's inputs and outputs.
 """
 import itertools
 import os
@@ -41,12 +42,8 @@ def _cases():
     return cases
 
 
-GAPS = {
-    "two_inputs": "functional models with several inputs are not supported yet (issue 11 item 6): "
-                  "the engine takes one input array",
-    "two_outputs": "functional models with several outputs are not supported yet (issue 11 item 6): "
-                   "the engine takes one output",
-}
+#: model kinds with a known gap: {kind: reason} (an xfail naming the gap); none left
+GAPS: dict[str, str] = {}
 
 
 def _ci_subset(cases, n):
@@ -97,35 +94,37 @@ sys.path.insert(0, sys.argv[4])
 import numpy as np, keras
 import conformance_models  # the user's model class (registered), never the losses
 model = keras.saving.load_model(sys.argv[1])
-np.save(sys.argv[3], np.asarray(model.predict(np.load(sys.argv[2]), verbose=0), dtype=np.float64))
+X = np.load(sys.argv[2])
+pred = model.predict(conformance_models.model_inputs(sys.argv[5], X), verbose=0)
+np.save(sys.argv[3], conformance_models.side_by_side(pred, len(X)))
 """
 
 
-def _reload_predict(path, X, tmp_path):
+def _reload_predict(path, X, tmp_path, kind):
     xp, out = str(tmp_path / "X.npy"), str(tmp_path / "pred.npy")
     np.save(xp, np.asarray(X, np.float32))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    run = subprocess.run([sys.executable, "-c", _PREDICT, str(path), xp, out, os.path.dirname(__file__)],
+    run = subprocess.run([sys.executable, "-c", _PREDICT, str(path), xp, out, os.path.dirname(__file__), kind],
                          capture_output=True, text=True, env=env, timeout=180)
     assert run.returncode == 0, run.stderr[-2000:]
     return np.load(out)
 
 
-#: known gaps of the command line (cli/ is issue 13's): an exit 2 with one of these is an expected failure
-CLI_GAPS = {
-    "several target columns": "fitdoctor check --target a,b (several target columns) is not supported yet",
-    "Could not locate function": "fitdoctor check --model cannot load a model compiled with an unregistered loss",
-    "Could not locate class": "fitdoctor check --model cannot load a model compiled with an unregistered Loss subclass",
-}
+def _check_cli(model, Xin, yin, tmp_path, capsys):
+    """``fitdoctor check --model`` on a CSV of the rows (tables only: a CSV cannot hold sequences).
 
+    Several inputs: their columns side by side (the CLI feeds them in order); several outputs: every
+    output's target columns named in ``--target``. A model compiled with an unregistered loss loads
+    uncompiled, with a note.
+    """
+    import json
 
-def _check_cli(model, X, y, tmp_path, capsys):
-    """``fitdoctor check --model`` on a CSV of the rows (tables only: a CSV cannot hold sequences)."""
     import pandas as pd
 
     from fitdoctor.cli import main
 
-    Y = np.asarray(y).reshape(len(X), -1)
+    X = cm.side_by_side(Xin, len(yin[0]) if isinstance(yin, list) else len(yin))
+    Y = cm.side_by_side(yin, len(X))
     names = [f"t{j}" for j in range(Y.shape[1])]
     frame = pd.DataFrame(np.c_[X, Y], columns=[f"f{j}" for j in range(X.shape[1])] + names)
     csv = tmp_path / "data.csv"
@@ -133,12 +132,14 @@ def _check_cli(model, X, y, tmp_path, capsys):
     path = tmp_path / "user_model.keras"
     model.save(path)
     capsys.readouterr()
-    code = main(["check", str(csv), "--target", ",".join(names), "--model", str(path), "--no-probe"])
-    err = capsys.readouterr().err
-    gap = next((reason for key, reason in CLI_GAPS.items() if key in err), None)
-    if code == 2 and gap:
-        pytest.xfail(gap)
-    assert code in (0, 1), err
+    code = main(["check", str(csv), "--target", ",".join(names), "--model", str(path), "--no-probe",
+                 "--format", "json"])
+    captured = capsys.readouterr()
+    assert code in (0, 1), captured.err
+    report = json.loads(captured.out)
+    assert report["data"]["target_name"] == ",".join(names)
+    if getattr(model.loss, "__module__", None) == "conformance_models":  # an unregistered loss
+        assert any("Keras cannot find" in n for n in report["notes"]), report["notes"]
 
 
 def _user_model(kind, body, loss_kind, y_shape, opt_kind):
@@ -168,7 +169,7 @@ def test_conformance_experiments(kind, body, loss_kind, y_shape, opt_kind, tmp_p
     twin.fit(Xin, yin, epochs=3, batch_size=32, verbose=0, callbacks=[monitor])
     assert monitor.history_ is not None
     if X.ndim == 2:
-        _check_cli(model, X, y, tmp_path, capsys)
+        _check_cli(model, Xin, yin, tmp_path, capsys)
 
 
 SLOW_REPAIR = ("repair of recurrent and convolutional bodies is not run here: measured > 10 minutes a case on this "
@@ -179,7 +180,7 @@ def _repair_params():
     out = []
     supported = [c for c in _cases() if c[0] not in GAPS and c[1] not in ("lstm", "conv1d")]
     for p in (_params() if FULL else [pytest.param(*c, id="-".join(c)) for c in _ci_subset(supported, CI_REPAIR_CASES)]):
-        kind, body = p.values[0], p.values[1]
+        body = p.values[1]
         marks = list(p.marks)
         if not marks and body in ("lstm", "conv1d"):
             marks = [pytest.mark.xfail(reason=SLOW_REPAIR, run=False)]
@@ -200,7 +201,8 @@ def test_conformance_repair(kind, body, loss_kind, y_shape, opt_kind, tmp_path):
     _assert_unchanged(model, before)
     assert rep.after_loss / FAULTY_SCALE**2 <= 1.1 * healthy_mse, (rep.message, healthy_mse)
     paths = rep.save(tmp_path / "out")
-    in_memory = np.asarray(rep.model.predict(Xin, verbose=0), np.float64)
-    reloaded = _reload_predict(paths["model"], X, tmp_path)
+    in_memory = cm.side_by_side(rep.model.predict(Xin, verbose=0), len(X))
+    reloaded = _reload_predict(paths["model"], X, tmp_path, kind)
+    assert reloaded.shape == in_memory.shape
     rel = np.abs(in_memory.reshape(-1) - reloaded.reshape(-1)) / np.maximum(np.abs(in_memory.reshape(-1)), 1e-6)
     assert rel.max() <= 1e-5

@@ -41,5 +41,24 @@ def test_each_crawl_is_named_first_with_its_separating_experiment(case, expected
     assert probe["with_fix_mse"] < probe["baseline_mse"]
     if expected == "lr-too-low":
         assert probe["progress_ratio"] >= 5.0  # the 10x rate made >= 5x the progress
+    elif expected == "dying-relu":  # only dead units answer a leaky activation that keeps every weight
+        assert "leaky" in probe["experiment"] and "leaky" in probe["separating_experiment"]
     else:
         assert "re-initialised" in probe["experiment"]
+
+
+def test_leaky_arm_keeps_the_weights_and_swaps_only_relu():
+    import keras
+    from fitdoctor.diagnosis import leaky_model
+
+    model = _mlp(keras, binit=keras.initializers.Constant(-3.0))
+    copy = leaky_model(model)
+    acts = [l.get_config()["activation"] for l in copy.layers]
+    assert acts == ["leaky_relu", "leaky_relu", "linear"]
+    for a, b in zip(model.get_weights(), copy.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert [l.get_config()["activation"] for l in model.layers] == ["relu", "relu", "linear"]  # the user's model untouched
+    X, _ = _data()
+    # dead on every row under ReLU, alive (negative, non-zero) under the leaky copy
+    assert np.all(np.asarray(model.layers[0](X[:16].astype("float32"))) == 0)
+    assert np.all(np.asarray(copy.layers[0](X[:16].astype("float32"))) < 0)

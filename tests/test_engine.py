@@ -208,3 +208,32 @@ def test_fused_rule_declines_what_it_cannot_express():
     assert adagrad["lr"] == 0.5 and adagrad["v0"] == pytest.approx(0.1)  # Keras's initial accumulator
     sgd = fused_coefficients(RunSpec("sgd", 0.1, momentum=0.9))
     assert sgd["scale"] == pytest.approx(10.0)
+
+
+@jax_only
+def test_by_epoch_program_matches_the_whole_program_and_serves_every_epoch_count(monkeypatch):
+    from fitdoctor.experiments import programs
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(96, 3))
+    y = X @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.normal(size=96)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(1)])
+    specs = [RunSpec("adam", 1e-2, epochs=4, batch_size=16), RunSpec("sgd", 1e-2, scale_x=True, epochs=4, batch_size=16)]
+    engine_module.clear_program_cache()
+    whole = train_runs(model, X, y, specs, seed=0)
+    monkeypatch.setattr(programs, "BY_EPOCH_ABOVE_WORK", 0.0)
+    engine_module.clear_program_cache()
+    by_epoch = train_runs(model, X, y, specs, seed=0)
+    for a, b in zip(whole, by_epoch):
+        np.testing.assert_allclose(b.mse, a.mse, rtol=1e-6)
+        np.testing.assert_allclose(b.loss, a.loss, rtol=1e-6)
+        assert b.initial_mse == pytest.approx(a.initial_mse, rel=1e-6)
+        assert b.engine == "vectorized"
+    # a shorter and a longer run of the same configurations reuse the one compiled program
+    n_programs = len(programs._PROGRAM_CACHE)
+    short = train_runs(model, X, y, [replace(s, epochs=2) for s in specs], seed=0)
+    train_runs(model, X, y, [replace(s, epochs=7) for s in specs], seed=0)
+    assert len(programs._PROGRAM_CACHE) == n_programs
+    # the first epochs of the short run are the first epochs of the long one (same batches)
+    np.testing.assert_allclose(short[0].mse, by_epoch[0].mse[:2], rtol=1e-6)

@@ -3,12 +3,12 @@
 ``healthy_configs()`` generates 40 sound configurations (standardised data; learning rates that suit
 SGD, Adam and RMSprop; MLPs of several widths; an LSTM; a BatchNormalization model; the keras.io
 tutorial pattern with a Normalization layer) on synthetic data (160 rows, batch 32) and
-scikit-learn's bundled diabetes data (320 rows). ``diagnose`` must report no error and no confirmed finding on any of them. ``repair`` runs on
-every fifth configuration only (8 of 40, to keep the suite near three minutes of CI) and may change
-a configuration only with a gain of at least 10% on held-out data. Measured (issue 12): it changes
-5 of those 8 (an MLP on 128 training rows loses to the linear model or a narrower net by >= 10% on
-held-out rows), so the issue's "unchanged in >= 95%" does NOT hold yet; the count is reported, not
-asserted.
+scikit-learn's bundled diabetes data (320 rows). ``diagnose`` must report no error and no confirmed
+finding on any of them. ``repair`` runs on all 40 and may change a configuration only with a held-out
+gain of at least 10% beyond the held-out noise (a paired per-row comparison, Bonferroni-corrected for
+the candidates compared); the issue's acceptance: it changes nothing in at least 95% of them.
+Measured before that rule (issue 12): 32 of 40 changed (an MLP on 128 training rows loses to the
+linear model or a narrower net by 20-35% on 32 held-out rows, at 1.5-2.4 standard errors).
 """
 from __future__ import annotations
 
@@ -121,16 +121,18 @@ def test_diagnose_reports_no_error_and_no_confirmed_finding(config):
 
 
 @pytest.mark.slow
-def test_repair_leaves_healthy_configurations_unchanged():
+def test_repair_leaves_at_least_95_percent_of_healthy_configurations_unchanged():
     from fitdoctor import repair
 
-    subset = CONFIGS[::5]
     changed = []
-    for config in subset:
+    for config in CONFIGS:
         model, X, y = build(config)
         rep = repair(model, X, y, epochs=config["epochs"], batch_size=BATCH)
         if rep.recipe != rep.user_recipe:
-            # a change is allowed only with a held-out gain of at least 10 %
-            assert rep.after_val_loss < 0.9 * rep.before_val_loss, (_id(config), rep.message)
+            # a change is allowed only with a held-out gain of at least 10 %, beyond the held-out noise
+            assert rep.after_val_loss <= 0.9 * rep.before_val_loss, (_id(config), rep.message)
+            assert rep.validation_loss["gain_z"] > 2 or (rep.validation_loss["gain_z_with_training_rows"] or 0) > 2
             changed.append((_id(config), rep.applied_names))
-    print(f"repair changed {len(changed)} of {len(subset)} healthy configurations: {changed}")
+        else:
+            assert rep.after_val_loss == rep.before_val_loss and "nothing" in rep.message
+    assert len(CONFIGS) - len(changed) >= 0.95 * len(CONFIGS), changed

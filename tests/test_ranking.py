@@ -1,6 +1,5 @@
 """Findings are ranked by what the measurements prove (issue 12)."""
 import numpy as np
-import pytest
 
 from fitdoctor.findings import Finding, sort_findings
 

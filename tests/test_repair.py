@@ -226,3 +226,40 @@ def test_learning_rate_is_judged_on_the_low_end_of_its_last_epochs():
     assert _tail_mse(trial(oscillating)) == pytest.approx(0.04)
     assert _tail_mse(trial(oscillating)) < _tail_mse(trial(smooth)) < oscillating[-1] * 10
     assert _tail_mse(trial(diverged)) == float("inf")
+
+
+def test_a_held_out_gain_must_exceed_its_noise_and_the_number_of_candidates():
+    """The keep rule: >= MIN_GAIN lower held-out MSE AND a paired per-row difference above 2 standard
+    errors, Bonferroni-corrected for the candidates compared on the same rows."""
+    from fitdoctor.fix.repair import heldout_gain, significance_threshold, significant_gain
+
+    rng = np.random.default_rng(0)
+    base = rng.chisquare(1, 32)
+    halved = 0.5 * base                                     # every row better: a real gain
+    noisy = np.abs(base + rng.normal(0.0, 1.5, 32)) * 0.8   # 20% lower on average, row by row noise
+    gain, z = heldout_gain(halved, base)
+    assert gain == pytest.approx(0.5) and z > 4
+    assert significant_gain(halved, base, n_compared=20)
+    _, z_noisy = heldout_gain(noisy, base)
+    assert z_noisy < significance_threshold(1)  # this draw's gain is within the held-out noise
+    assert not significant_gain(noisy, base)
+    assert not significant_gain(0.95 * base, base)  # consistent but below MIN_GAIN (10%)
+    assert significance_threshold(1) == pytest.approx(2.0)
+    assert 2.9 < significance_threshold(20) < 3.2  # the best of 20 on the same rows needs more
+    # a baseline with a non-finite row loses to any finite candidate; a non-finite candidate never wins
+    assert significant_gain(base, np.where(np.arange(32) == 3, np.inf, base))
+    assert not significant_gain(np.where(np.arange(32) == 3, np.inf, halved), base)
+
+
+def test_a_user_configuration_that_does_not_fit_its_training_rows_may_count_them_as_evidence():
+    from fitdoctor.fix.repair import significant_gain
+
+    rng = np.random.default_rng(1)
+    base_val = rng.chisquare(1, 20) + 0.3
+    cand_val = base_val * rng.uniform(0.0, 1.3, 20)  # 17% lower, but within the noise of 20 rows
+    base_tr = rng.chisquare(1, 80) + 0.3
+    cand_tr = base_tr * rng.uniform(0.3, 1.0, 80)   # every training row fits better
+    assert not significant_gain(cand_val, base_val, n_compared=8)
+    assert significant_gain(cand_val, base_val, n_compared=8, train=(cand_tr, base_tr))
+    # a candidate that fits the training rows worse (a smaller model) never takes this route
+    assert not significant_gain(cand_val, base_val, n_compared=8, train=(base_tr * 1.2, base_tr))

@@ -13,7 +13,7 @@ import pytest
 from conftest import INCOME_CSV
 from fitdoctor.cli import main
 from fitdoctor.errors import InputError
-from fitdoctor.safe_io import LOCK_NAME, TMP_PREFIX, DirectoryLock, OutputDir, atomic_path, atomic_write
+from fitdoctor.safe_io import LOCK_NAME, DirectoryLock, OutputDir, atomic_path, atomic_write
 
 
 def tree_hash(folder) -> dict:
@@ -264,12 +264,13 @@ def test_a_numeric_column_with_a_text_cell_is_reported_by_row_not_made_categoric
 
 
 def test_several_target_columns_are_refused_never_truncated(tmp_path, capsys):
+    # check and fix keep every target column (tests/test_several_targets_cli.py); compare takes one
     X = np.random.default_rng(5).normal(size=(20, 2))
     np.savez(tmp_path / "multi.npz", X=X, y=np.c_[X[:, 0], X[:, 1]])
-    assert main(["check", str(tmp_path / "multi.npz"), "--no-probe"]) == 2
+    assert main(["compare", str(tmp_path / "multi.npz"), "--epochs", "2"]) == 2
     assert "2 columns" in one_error_line(capsys)
     write_csv(tmp_path / "m.csv", X, X[:, 0], names=("a", "b", "c"))
-    assert main(["check", str(tmp_path / "m.csv"), "--target", "b,c", "--no-probe"]) == 2
+    assert main(["compare", str(tmp_path / "m.csv"), "--target", "b,c", "--epochs", "2"]) == 2
     assert "several target columns" in one_error_line(capsys)
 
 

@@ -11,6 +11,7 @@ from .errors import InputError
 from .findings import Finding, to_jsonable
 from .model.inspect import (ModelInfo, check_target_varies, custom_loss_note, describe_model, loss_display_name,
                             read_training_config)
+from .model.multi_io import accepts_several_inputs_outputs
 from .report import Report
 from .rules import select_rules
 
@@ -81,7 +82,8 @@ def build_context(model=None, X=None, y=None, *, optimizer=None, learning_rate=N
                                   epochs=epochs, batch_size=batch_size)
     if model is None and Xa.ndim > 2:
         raise InputError(f"sequence or image inputs need their model: pass it (Received X with shape {Xa.shape})")
-    info = describe_model(model) if model is not None else ModelInfo.seed_linear(Xa.shape[1])
+    info = describe_model(model) if model is not None else ModelInfo.seed_linear(  # one unit per target (H3, #11)
+        Xa.shape[1], 1 if ya.ndim < 2 else int(np.prod(ya.shape[1:])))
     if model is not None and info.n_inputs and info.n_inputs != Xa.shape[-1]:
         raise InputError(f"the model takes {info.n_inputs} input features but the data has {Xa.shape[-1]}: "
                          "pass the same columns the model was built for")
@@ -109,6 +111,7 @@ def build_context(model=None, X=None, y=None, *, optimizer=None, learning_rate=N
     return ctx
 
 
+@accepts_several_inputs_outputs  # H3 (#11): several inputs/outputs trained as one flat model
 def diagnose(model=None, X=None, y=None, *, optimizer=None, loss=None, epochs=None, batch_size=None,
              validation_data=None, probe=True, seed=0, learning_rate=None, select=None, ignore=None,
              feature_names=None, target_name=None, nonlinear_reference=True, progress=None,
@@ -148,7 +151,7 @@ def diagnose(model=None, X=None, y=None, *, optimizer=None, loss=None, epochs=No
     if ctx.model_info.assumed:  # no model given: what depends on its architecture is not guessed
         arch = [r for r in rules if r.name in ARCHITECTURE_RULES]
         rules = [r for r in rules if r.name not in ARCHITECTURE_RULES]
-        ctx.notes.insert(0, f"no model given: assumed a linear model, Dense(1) on {ctx.X.shape[1]} input(s); "
+        ctx.notes.insert(0, f"no model given: assumed a linear model, Dense({ctx.model_info.output_units}) on {ctx.X.shape[1]} input(s); "
                             "rules that depend on the architecture were skipped"
                             + (f" ({', '.join(r.name for r in arch)})" if arch else "")
                             + "; pass the model for them")
@@ -238,6 +241,14 @@ def _probe_epochs(ctx: Context) -> int:
     return max(1, min(epochs, math.ceil(PROBE_STEPS / per_epoch)))
 
 
+def _probe_budget(ctx: Context, n_rows: int, seed: int):
+    """H2 (#14): the probe's rows on large data (experiments/budget.py's rule, seeded)."""
+    from .experiments.budget import plan_budget
+
+    info = getattr(ctx, "model_info", None)
+    return plan_budget(n_rows, getattr(info, "n_params", None), ctx.config.batch_size or 32, seed=seed)
+
+
 def _final(result) -> float:
     v = float(result.final_mse)
     return v if math.isfinite(v) else float("inf")
@@ -253,7 +264,7 @@ def run_probe(ctx: Context, findings: list[Finding], *, seed: int = 0, progress=
         from .experiments.engine import RunSpec, replica_check_needed, train_runs, verify_replica
     except ImportError:  # pragma: no cover - the engine is part of the package
         return {"notes": ["probe skipped: the experiment engine is not available"]}
-    model = ctx.model if ctx.model is not None else _seed_linear_model(ctx.X.shape[1], seed)
+    model = ctx.model if ctx.model is not None else _seed_linear_model(ctx.X.shape[1], seed, ctx.n_targets)  # H3 (#11)
     epochs = _probe_epochs(ctx)
     cfg = ctx.config
     base = RunSpec(optimizer=cfg.optimizer, learning_rate=cfg.learning_rate, loss=cfg.loss,
@@ -270,11 +281,11 @@ def run_probe(ctx: Context, findings: list[Finding], *, seed: int = 0, progress=
     X = ctx.Xc_model
     y = ctx.Y[ctx.finite_rows] if ctx.n_targets > 1 else ctx.yc
     notes = []
-    rows_needed = PROBE_STEPS * (cfg.batch_size or 32)
-    if len(y) > rows_needed:  # large data: a few hundred steps are less than one epoch
-        idx = np.sort(np.random.default_rng(seed).choice(len(y), rows_needed, replace=False))
-        X, y = X[idx], y[idx]
-        notes.append(f"probe trained on a random {rows_needed:,} of {ctx.n:,} rows (one epoch of {PROBE_STEPS} steps)")
+    # H2 (#14): large data: the seeded rows of experiments/budget.py's rule (the rows compare and repair use)
+    bud = _probe_budget(ctx, len(y), seed)
+    if bud.subsampled:
+        X, y = X[bud.rows], y[bud.rows]
+        notes.append(f"probe trained on a seeded {bud.m:,} of {ctx.n:,} rows ({bud.rule.split(';')[0]})")
     results = train_runs(model, X, y, specs, seed=seed, callback=progress, executor=executor)
     baseline = results[0]
     replica = None
@@ -311,11 +322,11 @@ def run_probe(ctx: Context, findings: list[Finding], *, seed: int = 0, progress=
             "variants": variants, "engine": baseline.engine, "replica": replica}
 
 
-def _seed_linear_model(n_inputs: int, seed: int):
+def _seed_linear_model(n_inputs: int, seed: int, n_targets: int = 1):
     import keras
 
     keras.utils.set_random_seed(seed)
-    return keras.Sequential([keras.Input((n_inputs,)), keras.layers.Dense(1)])
+    return keras.Sequential([keras.Input((n_inputs,)), keras.layers.Dense(n_targets)])
 
 
 #: interventions the probe runs on a modified clone of the model: the experiment that separates
@@ -328,7 +339,42 @@ _PROBE_ARCH_CHANGES = {
     "sane_initializer": ("re-initialised kernels (He for ReLU layers, else Glorot), zero biases",
                          lambda ctx: {"kernel_initializer": _sane_initializer(ctx)}, False),
     "remove_regularization": ("regularisers removed", lambda ctx: {"l2": 0.0, "dropout": 0.0}, False),
+    "leaky_activation": ("leaky activation (ReLU layers become leaky_relu, every weight kept)",
+                         lambda ctx: {"leaky": True}, False),
 }
+#: findings probed by an experiment other than their fix's: the one only their cause answers. Dead ReLU
+#: units and a bad initialisation both answer a re-initialisation (it also resets the biases); only dead
+#: units answer a leaky activation that keeps every weight (a dead unit passes gradient again; kernels
+#: 1e-4 of the Glorot scale stay as small)
+_PROBE_BY_FINDING = {"dying-relu": "leaky_activation"}
+
+
+def _probe_change(f: Finding) -> str | None:
+    name = _PROBE_BY_FINDING.get(f.name) or (f.fix.intervention if f.fix else None)
+    return name if name in _PROBE_ARCH_CHANGES else None
+
+
+def leaky_model(model):
+    """A copy of ``model`` (every variable kept) whose ReLU-activated layers use ``leaky_relu``."""
+    from .model.replica import clone_model, copy_state, dummy_inputs, finalize_state
+
+    changed = []
+
+    def swap(layer):
+        cfg = layer.get_config()
+        if str(cfg.get("activation")) in ("relu", "relu6"):
+            cfg["activation"] = "leaky_relu"
+            changed.append(layer.name)
+        return type(layer).from_config(cfg)
+
+    copy = clone_model(model, clone_function=swap)
+    if not changed:
+        raise ValueError("the model has no ReLU layers")
+    if not copy.built:
+        copy(dummy_inputs(model))
+    copy_state(model, copy)
+    finalize_state(copy)
+    return copy
 
 
 def _sane_initializer(ctx: Context) -> str:
@@ -343,10 +389,14 @@ def probe_architecture(ctx: Context, findings: list[Finding], probe_result: dict
     Each such fix is trained on a modified clone with the probe's own configuration, epochs and rows;
     the finding is confirmed when it ends at <= ``CONFIRM_RATIO`` of the probe's baseline MSE (or the
     baseline diverged and it did not). The run is the finding's evidence (``evidence["probe"]``).
+    Crawls with the same curve are told apart by the experiment only one cause answers: dying-relu by a
+    leaky activation with every weight kept (``_PROBE_BY_FINDING``; also ``separating_experiment`` in
+    its evidence), bad-init by re-initialised kernels, over-regularization by the regularisers removed
+    and lr-too-low by the learning rate x10 (:func:`confirm_by_progress`).
     Returns notes (why a fix could not be probed)."""
     if ctx.model is None or not probe_result or "final_loss" not in probe_result:
         return []
-    wanted = [f for f in findings if f.fix and f.fix.intervention in _PROBE_ARCH_CHANGES]
+    wanted = [f for f in findings if _probe_change(f)]
     if not wanted:
         return []
     try:
@@ -362,20 +412,21 @@ def probe_architecture(ctx: Context, findings: list[Finding], probe_result: dict
                    loss_object=cfg.loss_object)
     X = ctx.Xc_model
     y = ctx.Y[ctx.finite_rows] if ctx.n_targets > 1 else ctx.yc
-    rows_needed = PROBE_STEPS * (cfg.batch_size or 32)
-    if len(y) > rows_needed:  # the same rows as the probe's baseline
-        idx = np.sort(np.random.default_rng(seed).choice(len(y), rows_needed, replace=False))
-        X, y = X[idx], y[idx]
+    bud = _probe_budget(ctx, len(y), seed)  # H2 (#14): the same rows as the probe's baseline
+    if bud.subsampled:
+        X, y = X[bud.rows], y[bud.rows]
     n_inputs = tuple(np.shape(X)[1:])
     b_loss = probe_loss = float(probe_result["final_loss"])
     notes, done = [], {}
     for f in wanted:
-        name = f.fix.intervention
+        name = _probe_change(f)
         label, change, paired = _PROBE_ARCH_CHANGES[name]
         if name not in done:
             try:
                 kw = change(ctx)
-                if "l2" in kw:
+                if "leaky" in kw:
+                    m = leaky_model(ctx.model)
+                elif "l2" in kw:
                     m = surgery.resized_model(ctx.model, n_inputs, seed=seed, **kw)
                 else:
                     m = surgery.modified_model(ctx.model, n_inputs, seed=seed, **kw)
@@ -391,9 +442,11 @@ def probe_architecture(ctx: Context, findings: list[Finding], probe_result: dict
         loss, b_loss = done[name]
         confirmed = (loss <= CONFIRM_RATIO * b_loss) or (not math.isfinite(b_loss) and math.isfinite(loss))
         f.confirmed = bool(confirmed)
-        f.evidence = to_jsonable({**f.evidence, "probe": {
-            "epochs": epochs, "experiment": label, "baseline_mse": b_loss, "with_fix_mse": loss,
-            "improvement": (b_loss / loss) if loss > 0 and math.isfinite(b_loss) else None}})
+        probe = {"epochs": epochs, "experiment": label, "baseline_mse": b_loss, "with_fix_mse": loss,
+                 "improvement": (b_loss / loss) if loss > 0 and math.isfinite(b_loss) else None}
+        if f.name in _PROBE_BY_FINDING:
+            probe["separating_experiment"] = label
+        f.evidence = to_jsonable({**f.evidence, "probe": probe})
         probe_result.setdefault("variants", []).append({"finding": f.name, "spec": f"{spec.label()} + {label}",
                                                        "final_loss": loss})
     return notes

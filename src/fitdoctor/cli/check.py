@@ -61,20 +61,25 @@ def load_and_diagnose(args):
 
     select, ignore, source = configured_selectors(args)
     select_rules(select, ignore, source=source)  # validate before the expensive part
-    data = load_dataset(args.data, args.target)
-    model = load_model_file(args.model) if args.model else None
+    data = load_dataset(args.data, args.target, several_targets=True)
+    model_notes: list[str] = []
+    model = load_model_file(args.model, model_notes) if args.model else None
+    from ..model.multi_io import columns_as_inputs, input_columns_note
+
+    X = columns_as_inputs(model, data.X, args.data) if model is not None else data.X
+    model_notes += input_columns_note(model)
     probe = not args.no_probe
     bar = progress(None, "probe") if probe else None
     cb = (lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n))) if bar is not None else None
     try:
-        report = diagnose(model, data.X, data.y, optimizer=args.optimizer, learning_rate=args.lr, loss=args.loss,
+        report = diagnose(model, X, data.y, optimizer=args.optimizer, learning_rate=args.lr, loss=args.loss,
                           epochs=args.epochs if args.epochs else 200, batch_size=args.batch_size, probe=probe,
                           seed=args.seed, select=select, ignore=ignore, feature_names=data.feature_names,
                           target_name=data.target_name, progress=cb)
     finally:
         if bar is not None:
             bar.close()
-    report.notes[:0] = data.notes
+    report.notes[:0] = data.notes + model_notes
     return report
 
 
@@ -89,7 +94,7 @@ def render(report, fmt: str):
     model = report.model or {}
     if model.get("assumed"):  # say first what was assumed (issue 12)
         n_in = len((report.data or {}).get("feature_names") or []) or "the"
-        text = (f"assumed model: Dense(1), a linear model on {n_in} input(s) (no --model given; pass "
+        text = (f"assumed model: Dense({model.get('output_units') or 1}), a linear model on {n_in} input(s) (no --model given; pass "
                 "--model model.keras to judge your own)\n") + text
     return text
 

@@ -130,8 +130,50 @@ def _unskip_tensorflow() -> bool:
     return False
 
 
-def load_model_file(path: str):
-    """Load a ``.keras`` file, or raise a one-line InputError."""
+def _compile_config(path: str) -> dict:
+    """The ``compile_config`` a ``.keras`` file holds ({} when it holds none)."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return json.loads(z.read("config.json")).get("compile_config") or {}
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return {}
+
+
+def _load_without_loss(keras, path: str, notes: list | None):
+    """Load a model whose loss Keras cannot find (an unregistered function or Loss subclass).
+
+    The model is loaded uncompiled and compiled again with its own optimizer (every setting the file
+    holds) and the mean squared error in place of the loss; ``notes`` says so.
+    """
+    model = keras.saving.load_model(path, compile=False)
+    cfg = _compile_config(path)
+    loss = cfg.get("loss")
+    loss_name = (loss.get("config") if isinstance(loss, dict) and isinstance(loss.get("config"), str)
+                 else (loss or {}).get("class_name", "?") if isinstance(loss, dict) else str(loss))
+    optimizer = "adam"
+    if cfg.get("optimizer"):
+        try:
+            optimizer = keras.optimizers.deserialize(cfg["optimizer"])
+        except Exception:  # an unregistered optimizer or schedule: Keras's default Adam, said below
+            optimizer = None
+    model.compile(optimizer=optimizer or "adam", loss="mse")
+    if notes is not None:
+        said = "its optimizer settings kept" if optimizer is not None else "its optimizer could not be read either: Adam assumed"
+        notes.append(f"{path} was compiled with loss {loss_name!r}, which Keras cannot find in this process (not "
+                     f"registered with keras.saving.register_keras_serializable): loaded uncompiled, {said}, trained "
+                     "with --loss (default mse) instead")
+    return model
+
+
+def load_model_file(path: str, notes: list | None = None):
+    """Load a ``.keras`` file, or raise a one-line InputError.
+
+    A model compiled with a loss Keras cannot locate is loaded uncompiled (its optimizer kept, the
+    loss replaced by MSE or ``--loss``); ``notes``, when given, receives a line that says so.
+    """
     if not os.path.exists(path):
         raise InputError(f"model file {path} does not exist: check the path given to --model")
     import zipfile
@@ -143,7 +185,12 @@ def load_model_file(path: str):
     try:
         try:
             return keras.saving.load_model(path, compile=True)
-        except Exception:
+        except Exception as exc:
+            if "Could not locate" in str(exc) and _compile_config(path).get("loss") is not None:
+                try:
+                    return _load_without_loss(keras, path, notes)
+                except Exception:
+                    pass
             if not _unskip_tensorflow():
                 raise
             return keras.saving.load_model(path, compile=True)  # a layer that needs TensorFlow

@@ -47,12 +47,12 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-def _default_model(n_inputs: int, seed: int):
-    """The seeds' model: one Dense unit."""
+def _default_model(n_inputs: int, seed: int, n_targets: int = 1):
+    """The seeds' model: one Dense unit per target column."""
     import keras
 
     keras.utils.set_random_seed(seed)
-    return keras.Sequential([keras.Input((n_inputs,)), keras.layers.Dense(1)])
+    return keras.Sequential([keras.Input((n_inputs,)), keras.layers.Dense(n_targets)])
 
 
 def summary_text(rep, directory: str | None = None) -> str:
@@ -75,13 +75,17 @@ def summary_text(rep, directory: str | None = None) -> str:
             lines.append(f"  {a.name}: {a.description} ({fmt(a.loss_without)} -> {fmt(a.loss_with)})")
     else:
         lines.append("kept: nothing")
-    rejected = [r["interventions"][0] for r in rep.ablation if r["label"].startswith("+")]
+    rejected = [r["interventions"][0] for r in rep.ablation if r.get("role") == "alone"]
     rejected = [n for n in rejected if n not in rep.applied_names]
     if rejected:
         lines.append(f"tested and not kept (no measurable gain): {', '.join(rejected)}")
     for reason in rep.reasons:
         lines.append(f"why not further: {reason}")
     lines.append(f"{rep.n_candidates} configurations tried in {rep.seconds:.1f} s")
+    from ..reporting.text import budget_line  # H1 (#14): the repair's budget, one line
+
+    if budget_line(getattr(rep, "budget_", None)):
+        lines.append(budget_line(rep.budget_))
     if directory:
         lines.append(f"wrote {directory}/model.keras, report.json, fix.py (run: python {os.path.join(directory, 'fix.py')})")
     return "\n".join(lines) + "\n"
@@ -98,12 +102,23 @@ def run(args) -> int:
     # built in a temporary folder under a lock and moved in at the end
     outdir = OutputDir(args.output, Repair.SAVED_FILES, force=args.force, inputs=[args.data, args.model])
     outdir.check()
-    data = load_dataset(args.data, args.target)
-    model = load_model_file(args.model) if args.model else _default_model(data.X.shape[1], args.seed)
-    n_in = model.inputs[0].shape[-1] if getattr(model, "inputs", None) else None
+    data = load_dataset(args.data, args.target, several_targets=True)
+    n_targets = 1 if data.y.ndim == 1 else data.y.shape[1]
+    model_notes: list[str] = []
+    model = (load_model_file(args.model, model_notes) if args.model
+             else _default_model(data.X.shape[1], args.seed, n_targets))
+    from ..model.multi_io import columns_as_inputs, input_columns_note
+
+    X = columns_as_inputs(model, data.X, args.data)  # several inputs: the columns feed them in order
+    model_notes += input_columns_note(model)
+    n_in = model.inputs[0].shape[-1] if len(getattr(model, "inputs", None) or []) == 1 else None
     if n_in is not None and n_in != data.X.shape[1]:
         raise InputError(f"the model takes {n_in} inputs but {args.data} has {data.X.shape[1]} feature columns: "
                          "check --target and the model")
+    n_out = model.outputs[0].shape[-1] if len(getattr(model, "outputs", None) or []) == 1 else None
+    if n_out is not None and n_targets > 1 and n_out != n_targets:
+        raise InputError(f"the model predicts {n_out} value(s) per row but --target names {n_targets} columns "
+                         f"({', '.join(data.target_names)}): give a model with Dense({n_targets}) at the end")
     bar = progress(total=None, desc="fix")
 
     def on_progress(stage: str, done: int, total: int) -> None:
@@ -114,7 +129,7 @@ def run(args) -> int:
 
     with outdir:
         try:
-            rep = repair(model, data.X, data.y, optimizer=args.optimizer, learning_rate=args.lr, loss=args.loss,
+            rep = repair(model, X, data.y, optimizer=args.optimizer, learning_rate=args.lr, loss=args.loss,
                          epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, progress=on_progress,
                          feature_names=data.feature_names, target_name=data.target_name, data_path=args.data,
                          executor=getattr(args, "executor", "auto"),
@@ -133,6 +148,6 @@ def run(args) -> int:
             raise InputError("the HTML report is not available in this build: use --format text or json") from None
     else:
         write_output(summary_text(rep, args.output), None)
-    for note in data.notes:
+    for note in data.notes + model_notes:
         sys.stderr.write(f"note: {note}\n")
     return 0 if rep.reached_optimum else 1

@@ -34,8 +34,13 @@ class Dataset:
     changed_columns: list[str] = field(default_factory=list)
 
     @property
+    def target_names(self) -> list[str]:
+        """Every target column (``target_name`` joins them with commas when there are several)."""
+        return self.target_name.split(",") if self.y.ndim > 1 else [self.target_name]
+
+    @property
     def finite_rows(self) -> np.ndarray:
-        return np.isfinite(self.X).all(axis=1) & np.isfinite(self.y)
+        return np.isfinite(self.X).all(axis=1) & np.isfinite(self.y.reshape(len(self.y), -1)).all(axis=1)
 
     def dropna(self) -> tuple["Dataset", list[int]]:
         """A copy without the rows holding NaN/inf, and the dropped row numbers (0-based)."""
@@ -98,8 +103,14 @@ def _target_error(target: str, columns: list[str], path: str) -> InputError:
     return InputError(f"target column {target!r} is not in {path}: {hint}")
 
 
-def load_dataset(path: str, target: str | None) -> Dataset:
-    """Load ``path`` (CSV, Parquet or .npz) with ``target`` as the regression target."""
+def load_dataset(path: str, target: str | None, *, several_targets: bool = False) -> Dataset:
+    """Load ``path`` (CSV, Parquet or .npz) with ``target`` as the regression target.
+
+    With ``several_targets``, ``target`` may name several columns separated by commas
+    (``"a,b"``): every one is kept, ``y`` has shape (n, k) and ``target_name`` is ``"a,b"``
+    (an .npz file's ``y`` may then have several columns). Without it, several columns are an
+    InputError that says to run once per column.
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise InputError(f"{path} does not exist: check the path (relative paths start from {os.getcwd()})")
@@ -108,7 +119,7 @@ def load_dataset(path: str, target: str | None) -> Dataset:
     if os.path.getsize(path) == 0:
         raise InputError(f"{path} is empty: give a file with a header row and at least two data rows")
     if path.lower().endswith(".npz"):
-        return _load_npz(path, target)
+        return _load_npz(path, target, several_targets)
     if not target:
         raise InputError("no target column given: add --target COLUMN")
     frame = _read_frame(path)
@@ -118,13 +129,20 @@ def load_dataset(path: str, target: str | None) -> Dataset:
                          "give every column its own name")
     header = _csv_header(path) if not path.lower().endswith((".parquet", ".pq")) else columns
     frame.columns = columns
+    targets: str | list[str] = target
     if target not in columns:
         parts = [t.strip() for t in target.split(",")]
         if len(parts) > 1 and all(t in columns for t in parts):
-            raise InputError(f"several target columns ({', '.join(map(repr, parts))}): the command line diagnoses one "
-                             "target at a time; run it once per column")
-        raise _target_error(target, columns, path)
-    ds = prepare_arrays(frame, target, path=path)
+            if not several_targets:
+                raise InputError(f"several target columns ({', '.join(map(repr, parts))}): this command takes one "
+                                 "target at a time (check and fix take several); run it once per column")
+            if len(set(parts)) != len(parts):
+                raise InputError(f"--target names a column twice ({target!r}): name each target column once")
+            targets = parts
+        else:
+            missing = next((t for t in parts if t not in columns), target) if len(parts) > 1 else target
+            raise _target_error(missing, columns, path)
+    ds = prepare_arrays(frame, targets, path=path)
     ds.notes[:0] = _header_notes(header, columns) if len(header) == len(columns) else []
     return ds
 
@@ -139,7 +157,7 @@ def _csv_header(path: str) -> list[str]:
         return []
 
 
-def _load_npz(path: str, target: str | None) -> Dataset:
+def _load_npz(path: str, target: str | None, several_targets: bool = False) -> Dataset:
     try:
         data = np.load(path, allow_pickle=False)
     except Exception as exc:
@@ -161,17 +179,25 @@ def _load_npz(path: str, target: str | None) -> Dataset:
     if X.dtype.kind not in "biuf" or y.dtype.kind not in "biuf":
         raise InputError(f"{path}: X and {ykey!r} must hold numbers (X is {X.dtype}, {ykey} is {y.dtype}): save numeric arrays")
     yy = np.asarray(y).reshape(len(y), -1)
-    if yy.shape[1] != 1:
-        raise InputError(f"{path}: {ykey!r} has {yy.shape[1]} columns (shape {y.shape}): the command line diagnoses one "
-                         f"target at a time; save one column, e.g. {ykey}={ykey}[:, 0]")
+    if yy.shape[1] != 1 and not several_targets:
+        raise InputError(f"{path}: {ykey!r} has {yy.shape[1]} columns (shape {y.shape}): this command takes one "
+                         f"target at a time (check and fix take several); save one column, e.g. {ykey}={ykey}[:, 0]")
     frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
-    frame[ykey] = yy[:, 0]
-    return prepare_arrays(frame, ykey, path=path)
+    if yy.shape[1] == 1:
+        frame[ykey] = yy[:, 0]
+        return prepare_arrays(frame, ykey, path=path)
+    names = [f"{ykey}{j}" for j in range(yy.shape[1])]
+    for j, name in enumerate(names):
+        frame[name] = yy[:, j]
+    return prepare_arrays(frame, names, path=path)
 
 
-def prepare_arrays(frame, target: str, *, path: str | None = None) -> Dataset:
-    """Numeric arrays from a DataFrame: one-hot encode text columns, validate the target."""
-    import pandas as pd
+def prepare_arrays(frame, target: str | list[str], *, path: str | None = None) -> Dataset:
+    """Numeric arrays from a DataFrame: one-hot encode text columns, validate the target.
+
+    ``target`` is a column name, or a list of them (several targets: ``y`` of shape (n, k), in that
+    order, ``target_name`` the names joined by commas).
+    """
 
     where = path or "the data"
     notes: list[str] = []
@@ -179,7 +205,20 @@ def prepare_arrays(frame, target: str, *, path: str | None = None) -> Dataset:
         raise InputError(f"{where} has a header but no data rows: give at least two rows")
     if len(frame) < 2:
         raise InputError(f"{where} has only one data row: regression needs at least two (ideally many more)")
-    ycol = frame[target]
+    targets = [target] if isinstance(target, str) else [str(t) for t in target]
+    ys = [_target_values(frame[t], t) for t in targets]
+    y = ys[0] if isinstance(target, str) else np.column_stack(ys)
+    target = ",".join(targets)
+    feature_cols = [c for c in frame.columns if c not in targets]
+    if not feature_cols:
+        raise InputError(f"{where} has no feature column besides the target {target!r}: add the columns to predict it from")
+    return _features(frame, feature_cols, y, target, notes, path, where)
+
+
+def _target_values(ycol, target: str) -> np.ndarray:
+    """One target column as float64, refusing text, an empty column and a constant one."""
+    import pandas as pd
+
     if not pd.api.types.is_numeric_dtype(ycol):
         converted = pd.to_numeric(ycol, errors="coerce")
         is_text = (converted.isna() & ycol.notna()).to_numpy()
@@ -195,9 +234,12 @@ def prepare_arrays(frame, target: str, *, path: str | None = None) -> Dataset:
     if len(yf) >= 1 and (yf == yf[0]).all():
         raise InputError(f"target column {target!r} holds the same value ({yf[0]:g}) in every row: there is nothing to "
                          "learn; choose another --target")
-    feature_cols = [c for c in frame.columns if c != target]
-    if not feature_cols:
-        raise InputError(f"{where} has no feature column besides the target {target!r}: add the columns to predict it from")
+    return y
+
+
+def _features(frame, feature_cols, y, target, notes, path, where) -> Dataset:
+    import pandas as pd
+
     if all(pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]) for c in feature_cols):
         # the common case: one conversion, no per-column copies
         X = frame[feature_cols].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -255,7 +297,7 @@ def _float32_note(X, y, names, target) -> list[str]:
         big = np.c_[np.abs(X) > FLOAT32_MAX, np.abs(y) > FLOAT32_MAX] & np.isfinite(np.c_[X, y])
     if not big.any():
         return []
-    cols = [(names + [target])[c] for c in np.flatnonzero(big.any(axis=0))]
+    cols = [(names + target.split(","))[c] for c in np.flatnonzero(big.any(axis=0))]
     rows = np.flatnonzero(big.any(axis=1)).tolist()
     return [f"column(s) {', '.join(map(repr, cols))} hold values beyond float32's range (3.4e38) at row(s) {_rows(rows)}: "
             "Keras trains in float32, where they become infinite; rescale them"]
@@ -275,6 +317,6 @@ def _checked(X, y, names, target, notes, path, where) -> Dataset:
     if np.isinf(y).any() or np.isinf(X).any():
         full = np.c_[X, y]
         r, c = np.argwhere(np.isinf(full))[0]
-        col = (names + [target])[c]
+        col = (names + target.split(","))[c]
         raise InputError(f"{where}: row {int(r)}, column {col!r} holds a value too large for float64 (it reads as infinity): fix the value or remove the row")
     return Dataset(X=X, y=y, feature_names=names, target_name=target, notes=notes, path=path)

@@ -4,6 +4,13 @@ Train from the model's current weights for ``steps`` mini-batches while the lear
 exponentially from ``start_lr`` to ``end_lr`` (``lr_t = start * (end / start) ** (t / (T - 1))``),
 record each batch's loss, smooth it, stop where it diverges, and read a learning rate off the
 curve. The model is never modified (the sweep trains stateless copies of its weights).
+
+The readings are then checked on held-out rows (issue 12): the user's ``validation_data`` or
+``validation_split`` (Keras's meaning) when given, otherwise a seeded 20% hold-out split, or K-fold
+cross-validation under 100 rows (:func:`fitdoctor.heldout.holdout_plan`). The sweep never sees the
+held-out rows; each reading's learning rate trains as many mini-batches as the sweep had steps, and
+its MSE on the held-out rows is reported. With K-fold only the first fold is used (one check, not K:
+the readings are advice, and a sequential model trains each of them in full).
 """
 from __future__ import annotations
 
@@ -14,9 +21,12 @@ import numpy as np
 
 from ..errors import InputError
 from ..findings import to_jsonable
+from ..heldout import HoldOut, heldout_references
+from ..model.multi_io import accepts_several_inputs_outputs
 from ..model.inspect import canonical_loss, read_training_config
 from ..reference import compute_reference
-from .engine import RunSpec, sweep_losses
+from .compare import held_out_rows, val_sse
+from .engine import RunSpec, sweep_losses, train_runs
 
 #: exponential moving average of the batch losses: s_t = b s_{t-1} + (1 - b) l_t, bias-corrected
 SMOOTHING = 0.9
@@ -26,6 +36,8 @@ DIVERGENCE_FACTOR = 4.0
 STABILITY_FACTOR = 10 ** 0.5
 #: a sweep that removes less than this fraction of the starting loss says little about the rate
 SMALL_DROP = 0.1
+#: another reading's held-out MSE must be this much lower (10%) than the suggestion's to be named instead
+HELDOUT_MARGIN = 0.1
 
 
 def smooth(losses: np.ndarray, beta: float = SMOOTHING) -> np.ndarray:
@@ -110,11 +122,17 @@ class LRFinder:
     diverged), ``raw_losses_``, ``suggestion_``, ``range_``, ``stable_``, ``suggestions_`` (one
     per seed), ``candidates_`` (per seed, every rule), ``diverged_at_`` (lr where the sweep
     stopped, or None), ``engine_``; after :meth:`plot`: ``ax_``, ``figure_``.
+
+    Held-out check: ``validation_`` (how the held-out rows were chosen, in words), ``validation_kind_``,
+    ``heldout_references_`` (mean predictor, least squares, nonlinear reference on those rows),
+    ``validation_losses_`` ({learning rate: held-out MSE} for the range's ends and the suggestion, each
+    trained from the model's weights for as many mini-batches as the sweep had steps) and
+    ``validated_suggestion_`` (the one of them with the lowest held-out MSE).
     """
 
     def __init__(self, *, start_lr: float = 1e-6, end_lr: float = 10.0, steps: int = 100,
                  optimizer: str | None = None, loss: str | None = None, batch_size: int = 32,
-                 seed: int = 0, engine: str = "auto"):
+                 seed: int = 0, engine: str = "auto", validation_split: float | None = None):
         self.start_lr = start_lr
         self.end_lr = end_lr
         self.steps = steps
@@ -123,8 +141,9 @@ class LRFinder:
         self.batch_size = batch_size
         self.seed = seed
         self.engine = engine
+        self.validation_split = validation_split
 
-    def fit(self, model, X, y) -> "LRFinder":
+    def fit(self, model, X, y, *, validation_data=None) -> "LRFinder":
         if not (0 < float(self.start_lr) < float(self.end_lr)):
             raise InputError(f"need 0 < start_lr < end_lr (Received start_lr={self.start_lr!r}, end_lr={self.end_lr!r})")
         if int(self.steps) < 10:
@@ -136,6 +155,14 @@ class LRFinder:
         y = y[:, 0] if y.shape[1] == 1 else y
         if not (np.isfinite(X).all() and np.isfinite(y).all()):
             raise InputError("X and y contain NaN or infinite values: drop those rows first (Dataset.dropna())")
+        Xp, yp, plan = held_out_rows(X, y, validation_data=validation_data, validation_split=self.validation_split,
+                                     seed=int(self.seed))
+        if plan.kind == "k-fold":  # one check on the first fold (see the module's docstring)
+            tr, va = plan.folds[0]
+            plan = HoldOut("k-fold", [(tr, va)], plan.retrain_all,
+                           f"the first of {len(plan.folds)} cross-validation folds ({len(va)} of {len(y)} rows, "
+                           f"seed {int(self.seed)}; too few rows for a 20% hold-out split)")
+        X, y = Xp[plan.folds[0][0]], yp[plan.folds[0][0]]
         cfg = read_training_config(model, optimizer=self.optimizer, loss=self.loss, batch_size=self.batch_size)
         spec = RunSpec(optimizer=cfg.optimizer, learning_rate=cfg.learning_rate, loss=cfg.loss,
                        huber_delta=cfg.huber_delta, batch_size=int(cfg.batch_size or 32), clipnorm=cfg.clipnorm,
@@ -177,7 +204,35 @@ class LRFinder:
         self.optimum_ = None
         if canonical_loss(cfg.loss) == "mse" and X.ndim == 2 and np.ndim(y) == 1 and not cfg.custom_loss:
             self.optimum_ = float(compute_reference(X, y, nonlinear=False, seed=int(self.seed)).effective_optimum(linear=True))
+        self._check_on_heldout(model, Xp, yp, plan, spec)
         return self
+
+    def _check_on_heldout(self, model, Xp, yp, plan, spec: RunSpec) -> None:
+        """Train the range's ends and the suggestion on the plan's training rows (as many mini-batches as
+        the sweep had steps) and measure them on its held-out rows."""
+        from dataclasses import replace
+
+        self.validation_ = plan.description
+        self.validation_kind_ = plan.kind
+        self.heldout_references_ = heldout_references(Xp, yp, plan, int(self.seed))
+        lrs = sorted({float(self.range_[0]), float(self.suggestion_), float(self.range_[1])})
+        sse, count = np.zeros(len(lrs)), 0
+        for tr, va in plan.folds:
+            per_epoch = max(1, -(-len(tr) // spec.batch_size))
+            epochs = max(1, -(-int(self.steps) // per_epoch))
+            specs = [replace(spec, learning_rate=lr, epochs=epochs) for lr in lrs]
+            runs = train_runs(model, Xp[tr], yp[tr], specs, seed=int(self.seed), engine=self.engine)
+            sse += [val_sse(model, r, Xp[va], yp[va]) for r in runs]
+            count += yp[va].size
+        self.validation_losses_ = {lr: float(v) / max(count, 1) for lr, v in zip(lrs, sse)}
+        best = min(lrs, key=lambda lr: self.validation_losses_[lr])
+        self.validated_suggestion_ = best if np.isfinite(self.validation_losses_[best]) else None
+        v_sug = self.validation_losses_[float(self.suggestion_)]
+        if self.validated_suggestion_ is not None and best != float(self.suggestion_) \
+                and self.validation_losses_[best] < v_sug / (1 + HELDOUT_MARGIN):
+            self.notes_.append(f"on the held-out rows ({plan.description}) lr {best:.3g} did better than the "
+                               f"suggestion {self.suggestion_:.3g} (MSE {self.validation_losses_[best]:.4g} vs {v_sug:.4g}): "
+                               f"prefer {best:.3g}, or compare the range with fitdoctor.compare")
 
     def _notes(self, lowest_at_the_end: bool) -> list[str]:
         notes = []
@@ -206,6 +261,10 @@ class LRFinder:
             "optimizer": self.config_.optimizer, "loss": self.config_.loss, "batch_size": self.config_.batch_size,
             "relative_drop": self.relative_drop_, "notes": self.notes_,
             "engine": self.engine_, "lrs": self.lrs_, "losses": self.losses_,
+            "validation": {"how": self.validation_, "kind": self.validation_kind_,
+                           "references": self.heldout_references_,
+                           "losses": [{"learning_rate": lr, "val_mse": v} for lr, v in self.validation_losses_.items()],
+                           "validated_suggestion": self.validated_suggestion_},
         })
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -232,9 +291,15 @@ class LRFinder:
         return notebook_html(self)
 
 
+@accepts_several_inputs_outputs  # H3 (#11): several inputs/outputs trained as one flat model
 def find_lr(model, X, y, *, start_lr: float = 1e-6, end_lr: float = 10.0, steps: int = 100,
             optimizer: str | None = None, loss: str | None = None, batch_size: int = 32, seed: int = 0,
-            engine: str = "auto") -> LRFinder:
-    """Run the learning-rate range test; see :class:`LRFinder` for how the suggestion is chosen."""
+            engine: str = "auto", validation_data=None, validation_split: float | None = None) -> LRFinder:
+    """Run the learning-rate range test; see :class:`LRFinder` for how the suggestion is chosen.
+
+    ``validation_data=(X_val, y_val)`` / ``validation_split`` (as in ``model.fit``): the rows the
+    readings are checked on (``validation_losses_``); without them a seeded 20% hold-out split, or
+    K-fold cross-validation under 100 rows (``validation_`` says which)."""
     return LRFinder(start_lr=start_lr, end_lr=end_lr, steps=steps, optimizer=optimizer, loss=loss,
-                    batch_size=batch_size, seed=seed, engine=engine).fit(model, X, y)
+                    batch_size=batch_size, seed=seed, engine=engine,
+                    validation_split=validation_split).fit(model, X, y, validation_data=validation_data)

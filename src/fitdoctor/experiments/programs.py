@@ -30,8 +30,12 @@ OPTIMISE_ABOVE_WORK = 1e8
 _OPTIMISED_COMPILER_OPTIONS = ({"xla_cpu_use_fusion_emitters": False}, {})
 
 
-def _group_program(base, data: _Data, specs: list[RunSpec], seed: int, fused: bool = False):
-    """The vmapped training function of one group, its arguments, and how to turn outputs into results."""
+def _group_program(base, data: _Data, specs: list[RunSpec], seed: int, fused: bool = False, by_epoch: bool = False):
+    """The vmapped training function of one group, its arguments, and how to turn outputs into results.
+
+    ``by_epoch``: the function trains ONE epoch (arguments: the state, the epoch's batches and
+    ``first``); :func:`_run_by_epoch` calls it once per epoch, so one compiled program serves every
+    epoch count (successive halving's short rungs and the full runs of the same candidates)."""
     import jax
     import jax.numpy as jnp
 
@@ -80,6 +84,26 @@ def _group_program(base, data: _Data, specs: list[RunSpec], seed: int, fused: bo
 
     args = (_stack(tv0, R), _stack(ntv0, R), stepper.stacked_optimizer_states(specs), lrs, xm, xs, ym, ys,
             data.X, data.y, idx, mask, counts)
+    if by_epoch:
+        def fn_epoch(tv, ntv, ov, lr, xm, xs, ym, ys, X, Y, ib, mb, cnt, first):
+            """One epoch (the program of every epoch count): the state in, the state and its curves out."""
+            ov = jax.vmap(stepper.with_lr)(ov, lr)  # idempotent: the same rate every epoch
+            def initial():
+                return mse_all(tv, ntv, xm, xs, ym, ys, X, Y)
+
+            shape = jax.eval_shape(initial)
+            mse0 = jax.lax.cond(first, initial, lambda: jnp.zeros(shape.shape, shape.dtype))
+
+            def batch(carry, inp):
+                tv, ntv, ov = carry
+                tv, ntv, ov, values = step_all(tv, ntv, ov, xm, xs, ym, ys, X, Y, inp[0], inp[1])
+                return (tv, ntv, ov), values
+
+            (tv, ntv, ov), values = jax.lax.scan(batch, (tv, ntv, ov), (ib, mb))
+            ep_loss = jnp.sum(values * cnt[:, None], axis=0) / jnp.sum(cnt)
+            return tv, ntv, ov, ep_loss, mse_all(tv, ntv, xm, xs, ym, ys, X, Y), mse0
+
+        fn = fn_epoch
 
     def finalize(out) -> list[RunResult]:
         tv, ntv, losses, mses, mse0 = out
@@ -165,9 +189,87 @@ def _compile_and_run(fn, args, key=None, optimise: bool = False):
     return compiled(*args)
 
 
+#: programs with more work than this (see _training_work) train one epoch per call of one compiled
+#: program whose shape does not depend on the epoch count: compiling such a program costs 1-3 s,
+#: and repair trains the same candidates for 1/4, 1/2 and all of their epochs. One call per epoch
+#: costs well under a millisecond next to an epoch of that much work.
+BY_EPOCH_ABOVE_WORK = OPTIMISE_ABOVE_WORK
+
+
+def _by_epoch_key(base, groups: list[list[RunSpec]], args, fused: Sequence[bool]) -> Any:
+    """The by-epoch program's cache key: as :func:`_program_key`, without the epoch count."""
+    key = _program_key("by-epoch", base, groups, args, fused)
+    if key is None:
+        return None
+    # _group_key: (..., batch_size, epochs, ...) with the epoch count at position 5 (fused or not)
+    shapes = tuple((g[:5] + g[6:], r) for g, r in key[2])
+    return key[:2] + (shapes,) + key[3:]
+
+
+def _run_by_epoch(base, data: _Data, groups: list[list[RunSpec]], seed: int,
+                  fused: Sequence[bool]) -> list[list[RunResult]]:
+    """Train all groups (one epoch count) with one compiled one-epoch program, called once per epoch."""
+    import jax
+    import jax.numpy as jnp
+
+    programs = [_group_program(base, data, specs, seed, f, by_epoch=True) for specs, f in zip(groups, fused)]
+    fns = [p[0] for p in programs]
+    E = int(groups[0][0].epochs)
+
+    def all_groups(state, fixed, batches, first):
+        return [f(*st, *fx, *b, first) for f, st, fx, b in zip(fns, state, fixed, batches)]
+
+    # per group: state (tv, ntv, ov), fixed (lr, xm, xs, ym, ys, X, Y), batches (idx, mask, counts) per epoch
+    state = [jax.device_put(p[1][:3]) for p in programs]
+    fixed = [jax.device_put(p[1][3:10]) for p in programs]
+    batches = [p[1][10:13] for p in programs]
+    first_batches = [tuple(a[0] for a in b) for b in batches]
+    args0 = (state, fixed, first_batches, True)
+    key = _by_epoch_key(base, groups, args0, fused)
+    compiled = _cached_compile(all_groups, args0, key, optimise=True)
+    losses = [[] for _ in programs]
+    mses = [[] for _ in programs]
+    mse0 = [None] * len(programs)
+    for e in range(E):
+        outs = compiled(state, fixed, [tuple(a[e] for a in b) for b in batches], e == 0)
+        state = [o[:3] for o in outs]
+        for g, o in enumerate(outs):
+            losses[g].append(o[3])
+            mses[g].append(o[4])
+            if e == 0:
+                mse0[g] = o[5]
+    results = []
+    for g, p in enumerate(programs):
+        tv, ntv, _ = state[g]
+        results.append(p[2]((tv, ntv, jnp.stack(losses[g]).T, jnp.stack(mses[g]).T, mse0[g])))
+    return results
+
+
+def _cached_compile(fn, args, key, optimise: bool):
+    import jax
+
+    compiled = _PROGRAM_CACHE.get(key) if key is not None else None
+    if compiled is None:
+        with _no_gc():
+            compiled = _compile(jax.jit(fn).lower(*args), optimise)
+        if key is not None:
+            _PROGRAM_CACHE[key] = compiled
+            while len(_PROGRAM_CACHE) > _PROGRAM_CACHE_SIZE:
+                _PROGRAM_CACHE.popitem(last=False)
+    else:
+        _PROGRAM_CACHE.move_to_end(key)
+    return compiled
+
+
 def _run_vectorized_groups(base, data: _Data, groups: list[list[RunSpec]], seed: int,
                            fused: Sequence[bool]) -> list[list[RunResult]]:
-    """Train all groups in ONE compiled program (one XLA compilation instead of one per group)."""
+    """Train all groups in ONE compiled program (one XLA compilation instead of one per group).
+
+    Above ``BY_EPOCH_ABOVE_WORK`` (and when every group has the same epoch count) the program trains
+    one epoch per call (:func:`_run_by_epoch`), so that it serves every epoch count."""
+    if (len({int(g[0].epochs) for g in groups}) == 1
+            and _training_work(base, data, groups) > BY_EPOCH_ABOVE_WORK):
+        return _run_by_epoch(base, data, groups, seed, fused)
     programs = [_group_program(base, data, specs, seed, f) for specs, f in zip(groups, fused)]
     fns = [p[0] for p in programs]
 

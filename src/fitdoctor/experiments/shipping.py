@@ -141,8 +141,27 @@ def _pack_loss(obj) -> tuple[str, Any]:
     import keras
 
     if isinstance(obj, keras.losses.Loss):
-        return "loss", (_dumps(type(obj)), json.dumps(obj.get_config(), default=str))
+        return "loss", (_dumps(type(obj)), json.dumps(_loss_config(obj), default=str))
     return "pickled", _dumps(obj)
+
+
+# --- H5 (#11): Keras 3's Huber.get_config() omits `delta` (CosineSimilarity and SparseCategoricalCrossentropy
+# omit `axis`), so Huber(delta=2.0) arrived in the worker as Huber(delta=1.0) and the replica check failed on TF
+def _loss_config(obj) -> dict[str, Any]:
+    """``obj.get_config()`` plus the loss function's keyword arguments its constructor takes but the config lacks."""
+    import inspect
+
+    config = dict(obj.get_config())
+    try:
+        params = inspect.signature(type(obj).__init__).parameters
+    except (TypeError, ValueError):
+        return config
+    kwargs = getattr(obj, "_fn_kwargs", None)  # what a keras LossFunctionWrapper passes to its function
+    for key, value in (kwargs.items() if isinstance(kwargs, dict) else ()):
+        if key in params and key not in config:
+            config[key] = value
+    return config
+# --- end H5 (#11)
 
 
 def _unpack_loss(packed: tuple[str, Any]):

@@ -15,9 +15,13 @@ Steps
    model) an L2 penalty, dropout, a narrower network, the linear model, the regularisers removed;
    then each fix left out. A fix is kept only when leaving it out makes the held-out MSE measurably
    worse (by more than ``KEEP_TOLERANCE``);
-5. the chosen recipe must lower the held-out MSE of the user's configuration by ``MIN_GAIN`` (10%),
-   or the user's configuration is returned ("nothing it tried helped"); more epochs (plain
-   ``model.fit`` with callbacks) and early stopping on the validation loss are kept on the same terms;
+5. the chosen recipe must lower the held-out MSE of the user's configuration by ``MIN_GAIN`` (10%)
+   AND beyond the noise of the held-out estimate: the per-row squared errors of both on the same
+   held-out rows (all folds) are compared pairwise, and the mean difference must exceed
+   ``SIGNIFICANCE_SE`` (2) standard errors of that difference, Bonferroni-corrected for the number
+   of candidates chosen among on the same rows (:func:`significant_gain`); else the
+   user's configuration is returned ("nothing it tried helped"). More epochs (plain ``model.fit``
+   with callbacks) and early stopping on the validation loss are kept on the same terms;
 6. the final model is retrained on all rows with the chosen recipe when the split was repair's own;
 7. verdict: "repaired" when the held-out MSE is within ``HELDOUT_TOLERANCE`` (10%) of the best
    held-out reference (least squares; for a nonlinear model also the nonlinear reference).
@@ -27,7 +31,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -36,12 +41,15 @@ from ..errors import InputError
 from ..findings import to_jsonable
 from ..model.inspect import (ACTIVATION_RANGE, CLASSIFICATION_LOSSES, describe_model, is_custom_loss,
                              preprocess_inputs, read_training_config)
-from ..heldout import HoldOut, heldout_references, holdout_plan
+from ..model.multi_io import accepts_several_inputs_outputs
+from ..experiments.budget import plan_budget
+from ..heldout import HoldOut, heldout_references, holdout_plan, ls_predict
 from ..reference import Reference, compute_reference
 from ..report import Report
 from . import interventions as iv
 from .interventions import Intervention, Recipe
-from .training import Trial, predict_mse, run_trials, train_plain
+from .large_data import repair_on_subsample
+from .training import Trial, predict_mse, row_errors, run_trials, train_plain
 
 #: a fix is kept when leaving it out raises the training MSE by more than this fraction
 KEEP_TOLERANCE = 0.01
@@ -153,6 +161,9 @@ class Repair:
         self.heldout_references: dict[str, float] = kw.get("heldout_references", {})
         self.rows_per_parameter: float | None = kw.get("rows_per_parameter")
         self.retrained_on_all_rows: bool = bool(kw.get("retrained_on_all_rows", False))
+        #: what the repair spent (:class:`RepairBudget`): wall seconds per stage, runs, epochs trained, the
+        #: successive-halving rungs; ``ratio_to_fit`` when one plain fit's time is known
+        self.budget_: dict[str, Any] = kw.get("budget") or {}
 
     # -- views --------------------------------------------------------------------------------
     @property
@@ -213,6 +224,7 @@ class Repair:
             "heldout_references": self.heldout_references,
             "rows_per_parameter": self.rows_per_parameter,
             "retrained_on_all_rows": self.retrained_on_all_rows,
+            "budget": self.budget_,
             "history_before": self.history_before,
             "history_after": self.history_after,
             "ablation": self.ablation_,
@@ -257,9 +269,9 @@ class Repair:
             if self._X is not None:
                 np.savez(out.path("data.npz"), X=np.asarray(self._X, np.float64), y=np.asarray(self._y, np.float64))
                 final["data"] = "data.npz"
-            from .script import _dense_stack
+            from .script import dense_stack
 
-            if self._arch_model is not None and _dense_stack(self._arch_model) is None:
+            if self._arch_model is not None and dense_stack(self._arch_model) is None:
                 self._arch_model.save(out.path("initial_model.keras"))
                 final["initial_model"] = "initial_model.keras"
             with open(out.path("fix.py"), "w", encoding="utf-8") as fh:
@@ -462,48 +474,295 @@ HELDOUT_TOLERANCE = 0.10
 FEW_ROWS_PER_PARAMETER = 10.0
 
 
+#: successive halving of candidates that each need their own engine call: the rungs' share of the epochs
+RACE_FRACTIONS = (0.25, 0.5)
+#: race only from this many candidates on (fewer train to the end at once)
+RACE_MIN_CANDIDATES = 3
+#: a change must also beat the user's configuration by this many standard errors of the paired
+#: per-row difference of held-out squared errors (the held-out estimate's own noise)
+SIGNIFICANCE_SE = 2.0
+
+
+def _mean_error(errors) -> float:
+    """Held-out MSE from per-row squared errors (inf when any row is not finite)."""
+    e = np.asarray(errors, dtype=float)
+    if not len(e) or not np.isfinite(e).all():
+        return float("inf")
+    return float(e.mean())
+
+
+def heldout_gain(candidate, baseline) -> tuple[float, float]:
+    """(gain, z) of a candidate over the user's configuration on the same held-out rows.
+
+    ``candidate`` and ``baseline`` are the per-row squared errors on the same held-out rows (all
+    folds, in the same order). gain = 1 - MSE(candidate) / MSE(baseline); z = mean(d) / (sd(d) / sqrt(n))
+    for the paired differences d = baseline - candidate (a paired comparison: both score the same rows).
+    A baseline with a non-finite row and a finite candidate is a certain gain (1.0, inf); a
+    non-finite candidate never gains (-inf, -inf).
+    """
+    c = np.asarray(candidate if candidate is not None else [], dtype=float)
+    b = np.asarray(baseline if baseline is not None else [], dtype=float)
+    if not len(c) or len(c) != len(b) or not np.isfinite(c).all():
+        return float("-inf"), float("-inf")
+    if not np.isfinite(b).all():
+        return 1.0, float("inf")
+    mb = float(b.mean())
+    gain = 1.0 - float(c.mean()) / mb if mb > 0 else 0.0
+    d = b - c
+    if len(d) < 2:
+        return gain, 0.0
+    sd = float(d.std(ddof=1))
+    mean_d = float(d.mean())
+    if sd == 0.0:
+        return gain, (float("inf") if mean_d > 0 else 0.0)
+    return gain, mean_d / (sd / np.sqrt(len(d)))
+
+
+def significance_threshold(n_compared: int = 1) -> float:
+    """Standard errors a gain must exceed when the best of ``n_compared`` candidates is chosen on the
+    same held-out rows: ``SIGNIFICANCE_SE`` (2) for one, Bonferroni-corrected for several
+    (z = Phi^-1(1 - p / n), p = 1 - Phi(2) = 0.023 one-sided: 3.0 for 20 candidates)."""
+    from statistics import NormalDist
+
+    nd = NormalDist()
+    p = 1.0 - nd.cdf(SIGNIFICANCE_SE)
+    return float(max(SIGNIFICANCE_SE, nd.inv_cdf(1.0 - p / max(int(n_compared), 1))))
+
+
+def significant_gain(candidate, baseline, n_compared: int = 1, train=None) -> bool:
+    """A candidate replaces the user's configuration only when its held-out MSE is at least ``MIN_GAIN``
+    (10%) lower AND the mean paired per-row difference is above :func:`significance_threshold`
+    standard errors (2, corrected for the ``n_compared`` candidates chosen among on the same rows).
+
+    ``train=(candidate_train_errors, baseline_train_errors)`` is given only when the user's
+    configuration has not fitted its own training rows (training MSE above 1.1x least squares on
+    them: training did not converge). A candidate that then also lowers the training MSE may pass
+    the significance test on the training and held-out rows together (a convergence fix shows on both;
+    a held-out gain of a model that fits its training rows worse never takes this route).
+    """
+    gain, z = heldout_gain(candidate, baseline)
+    if gain < MIN_GAIN:
+        return False
+    need = significance_threshold(n_compared)
+    if z > need:
+        return True
+    if train is None or train[0] is None or train[1] is None:
+        return False
+    tc, tb = np.asarray(train[0], float), np.asarray(train[1], float)
+    if not (np.isfinite(tc).all() and tc.mean() < tb.mean()):
+        return False
+    _, z_all = heldout_gain(np.concatenate([tc, np.asarray(candidate, float)]),
+                            np.concatenate([tb, np.asarray(baseline, float)]))
+    return z_all > need
+
+
+class RepairBudget:
+    """What a repair spent: wall seconds per stage and the training epochs of every run (all folds).
+
+    ``epochs_trained`` counts runs x epochs (each fold's run separately), so ``fit_equivalents``
+    (epochs_trained / the user's epochs) is the work of that many plain fits on the training rows.
+    """
+
+    def __init__(self, user_epochs: int) -> None:
+        self.user_epochs = int(user_epochs)
+        self.stage_seconds: dict[str, float] = {}
+        self.stage_epochs: dict[str, int] = {}
+        self.runs = 0
+        self.rungs: list[dict[str, Any]] = []
+        self.pruned: list[str] = []
+        self.t0 = time.perf_counter()
+
+    @contextmanager
+    def stage(self, name: str):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + time.perf_counter() - t
+
+    def trained(self, stage: str, epochs: int, runs: int = 1) -> None:
+        """``runs`` training runs of ``epochs`` epochs in all (each fold's run counted separately)."""
+        self.stage_epochs[stage] = self.stage_epochs.get(stage, 0) + int(epochs)
+        self.runs += int(runs)
+
+    def to_dict(self) -> dict[str, Any]:
+        total = sum(self.stage_epochs.values())
+        return {"wall_seconds": time.perf_counter() - self.t0, "stage_seconds": dict(self.stage_seconds),
+                "epochs_trained": total, "stage_epochs": dict(self.stage_epochs), "runs": self.runs,
+                "fit_equivalents": total / max(self.user_epochs, 1), "rungs": list(self.rungs),
+                "pruned": list(self.pruned), "fit_seconds": None, "ratio_to_fit": None}
+
+
 def _rows_per_parameter(n_rows: int, n_params: int | None) -> float | None:
     return float(n_rows) / n_params if n_params else None
 
 
-def repair(model, X, y, *, optimizer=None, loss=None, epochs=None, batch_size=None, validation_data=None,
-           validation_split: float | None = None, seed: int = 0, learning_rate: float | None = None,
-           noise_floor: float | None = None, progress: Callable[[str, int, int], None] | None = None,
-           feature_names=None, target_name: str = "y", data_path: str | None = None, executor=None) -> Repair:
-    """Repair a Keras regression model whose training does not converge, judged on held-out data.
+@dataclass
+class _Setup:
+    """What every step reads: the data, its held-out plan, the references, the suspected causes."""
 
-    The user's ``model`` (compiled or not) is never modified. ``optimizer``, ``learning_rate``,
-    ``loss``, ``epochs``, ``batch_size`` override what the compiled model says (defaults: Adam at
-    its Keras default rate, MSE, 200 epochs, batch 32).
+    model: Any
+    X: np.ndarray
+    y: np.ndarray
+    Xc: np.ndarray
+    yc: np.ndarray
+    Xp: np.ndarray
+    yp: np.ndarray
+    dropped: list[int]
+    plan: HoldOut
+    cfg: Any
+    info: Any
+    reference: Reference
+    findings: list
+    notes: list[str]
+    heldout_refs: dict[str, float]
+    rpp: float | None
+    cands: dict[str, Intervention]
+    why: dict[str, str]
+    names: list[str]
+    user_recipe: Recipe
+    base: Recipe
+    n_epochs: int
+    seed: int
+    noise_floor: float | None
 
-    Every candidate is chosen, and the verdict made, on rows the candidate never trained on:
-    ``validation_data=(X_val, y_val)`` or ``validation_split`` (Keras's meaning: the last
-    fraction of the rows) when given; otherwise a seeded hold-out split (20% of the rows), or
-    under 100 rows 5-fold cross-validation. With a split of its own the final model is retrained on
-    all rows with the chosen recipe (``retrained_on_all_rows``). A change is kept only when it
-    lowers the held-out MSE of the user's configuration by at least ``MIN_GAIN`` (10%); when nothing
-    does, the user's configuration is returned and the message says that nothing it tried helped.
-    The references (least squares, the nonlinear reference, the mean predictor) are fitted on the same
-    training rows and measured on the same held-out rows; "repaired" means a held-out MSE within
-    ``HELDOUT_TOLERANCE`` (10%) of the best of them (or of ``noise_floor``, the known noise
-    variance, when given). With few rows per trainable parameter (< 10) an L2 penalty, dropout, a
-    narrower network and the linear model are tried as well; the rows per parameter are reported.
-    ``progress(stage, done, total)`` is called as training runs finish. ``executor`` says where
-    the candidate runs train (see :mod:`fitdoctor.experiments.executors`). Returns a :class:`Repair`.
+
+class _Search:
+    """The held-out search: trains recipes on every fold (the engine), keeps their held-out errors.
+
+    ``val[recipe]``: held-out MSE; ``errs[recipe]``: per held-out row squared errors (all folds, in
+    plan order); ``train_errs[recipe]``: per-row squared errors on the first fold's training rows.
     """
-    t_start = time.perf_counter()
+
+    def __init__(self, s: _Setup, budget: RepairBudget, tick: Callable[..., None], executor) -> None:
+        self.s, self.budget, self.tick, self.executor = s, budget, tick, executor
+        self.cache: dict = {}
+        self.val: dict[Recipe, float] = {}
+        self.errs: dict[Recipe, np.ndarray] = {}
+        self.train_errs: dict[Recipe, np.ndarray] = {}
+        self.done_trials: dict[Recipe, Trial] = {}  # the trial (trained on the first fold) of every recipe
+        self.pruned_trials: list[Trial] = []  # the short runs of candidates that lost a race
+        self.short_recipes: set = set()  # the races' shortened recipes
+        self.tr0 = s.plan.folds[0][0]
+
+    def v(self, t: Trial) -> float:
+        """Held-out MSE of a trial's recipe (inf when not measured)."""
+        return self.val.get(t.recipe, float("inf"))
+
+    def worse(self, without: Trial, with_: Trial) -> bool:
+        """``without`` is measurably worse (by ``KEEP_TOLERANCE``) on held-out rows than ``with_``."""
+        return self.v(without) > self.v(with_) * (1 + KEEP_TOLERANCE)
+
+    def n_compared(self) -> int:
+        """Candidates compared with the user's configuration on the held-out rows (for the Bonferroni
+        correction): every recipe trained to its end, and every candidate a race pruned."""
+        return max(len([r for r in self.errs if r not in self.short_recipes]) - 1 + len(self.budget.pruned), 1)
+
+    def _fold_errors(self, t: Trial, Xva, yva, with_train: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Per-row squared errors on the held-out rows (and on the first fold's training rows)."""
+        Xp, yp, tr0 = self.s.Xp, self.s.yp, self.tr0
+        bad = (np.full(len(Xva), np.inf), np.full(len(tr0), np.inf) if with_train else None)
+        if t.result is None or t.diverged:
+            return bad
+        try:
+            m = t.build_model()
+        except Exception:  # a run that cannot be rebuilt is not a candidate
+            return bad
+        e = row_errors(m, Xva, yva)
+        et = row_errors(m, Xp[tr0], yp[tr0]) if with_train else None
+        return np.where(np.isfinite(e), e, np.inf), (np.where(np.isfinite(et), et, np.inf) if with_train else None)
+
+    @staticmethod
+    def _copy_run(src: Trial, dst: Trial) -> None:
+        for k in ("final_mse", "best_mse", "diverged", "mse", "engine", "result", "arch_model"):
+            setattr(dst, k, getattr(src, k))
+
+    def evaluate(self, trials: list[Trial], stage: str) -> None:
+        """Train each new recipe on every fold's training rows and store its held-out errors."""
+        s, budget = self.s, self.budget
+        for t in trials:  # recipes already measured: copy what the first fold measured
+            old = self.done_trials.get(t.recipe)
+            if old is not None and old is not t:
+                self._copy_run(old, t)
+        pending: dict[Recipe, Trial] = {}
+        for t in trials:
+            if t.recipe not in self.done_trials and t.recipe not in pending:
+                pending[t.recipe] = t
+        if not pending:
+            return
+        parts: dict[Recipe, list[np.ndarray]] = {r: [] for r in pending}
+        for f, (tr, va) in enumerate(s.plan.folds):
+            fold_trials = list(pending.values()) if f == 0 else [Trial(t.label, t.recipe, t.names, role=t.role, dropped=t.dropped)
+                                                                 for t in pending.values()]
+            with budget.stage(stage):
+                run_trials(s.model, s.Xp[tr], s.yp[tr], fold_trials, seed=s.seed, cache=self.cache,
+                           done=lambda k: self.tick(stage, k), executor=self.executor)
+            budget.trained(stage, sum(int(r.epochs) for r in pending), runs=len(pending))
+            for t in fold_trials:
+                e, et = self._fold_errors(t, s.Xp[va], s.yp[va], with_train=f == 0)
+                parts[t.recipe].append(e)
+                if et is not None:
+                    self.train_errs[t.recipe] = et
+        for r, t in pending.items():
+            self.errs[r] = np.concatenate(parts[r])
+            self.val[r] = _mean_error(self.errs[r])
+            self.done_trials[r] = t
+        for t in trials:  # duplicates of a pending recipe
+            if t.result is None and t.recipe in self.done_trials:
+                self._copy_run(self.done_trials[t.recipe], t)
+
+    def race(self, trials: list[Trial], stage: str) -> list[Trial]:
+        """Successive halving: every trial trains ``RACE_FRACTIONS[0]`` (1/4) of its epochs on every fold,
+        the better half on held-out MSE goes on to 1/2, the better half of those to all of its epochs
+        (:meth:`evaluate`). Returns the trials that ran to the end; the others are kept as "pruned"
+        rows of the ablation (with their short run's held-out MSE) and named in the budget."""
+        alive = list({t.recipe: t for t in trials}.values())
+        if len(alive) < RACE_MIN_CANDIDATES or self.s.n_epochs < 8:
+            self.evaluate(alive, stage)
+            return [t for t in trials if t.recipe in {a.recipe for a in alive}]
+        for frac in RACE_FRACTIONS:
+            short = {t.recipe: Trial(f"{t.label} (race: {max(1, int(t.recipe.epochs * frac))} epochs)",
+                                     t.recipe.replace(epochs=max(1, int(t.recipe.epochs * frac))), t.names,
+                                     role="pruned") for t in alive}
+            self.short_recipes.update(t.recipe for t in short.values())
+            self.evaluate(list(short.values()), stage)
+            ranked = sorted(alive, key=lambda t: self.v(short[t.recipe]))
+            n_keep = max(1, len(alive) // 2)
+            self.budget.rungs.append({"stage": stage, "candidates": len(alive),
+                                      "epochs": short[alive[0].recipe].recipe.epochs, "kept": n_keep})
+            for t in ranked[n_keep:]:
+                self.budget.pruned.append(t.label)
+                self.pruned_trials.append(short[t.recipe])
+            alive = ranked[:n_keep]
+        self.budget.rungs.append({"stage": stage, "candidates": len(alive),
+                                  "epochs": max(int(t.recipe.epochs) for t in alive), "kept": len(alive)})
+        self.evaluate(alive, stage)
+        return alive
+
+    def plain(self, recipe: Recipe, rows, stage: str, validation_rows=None):
+        """One plain ``model.fit`` of ``recipe`` on ``rows`` (callbacks included), charged to the budget."""
+        s = self.s
+        vd = None if validation_rows is None else (s.Xp[validation_rows], s.yp[validation_rows])
+        with self.budget.stage(stage):
+            run = train_plain(s.model, s.Xp[rows], s.yp[rows], recipe, seed=s.seed, cache=self.cache, validation_data=vd)
+        self.budget.trained(stage, run.stopped_epoch)
+        self.tick(stage)
+        return run
+
+
+def _with_all(s: _Setup, recipe: Recipe, keep: list[str]) -> Recipe:
+    return iv.chain(*[s.cands[n] for n in keep]).apply(recipe)
+
+
+def _setup(model, X, y, *, optimizer, loss, epochs, batch_size, validation_data, validation_split, seed,
+           learning_rate, noise_floor, feature_names, target_name, budget: RepairBudget) -> _Setup:
+    """Read the configuration, drop non-finite rows, choose the held-out rows, measure the references
+    on them and name the suspected causes (diagnose without a probe, plus the data's own)."""
     X, y = _as_arrays(X, y)
-    step = [0]
-    total_steps = [1]
-
-    def tick(stage: str, n: int = 1) -> None:
-        step[0] += n
-        if progress is not None:
-            progress(stage, min(step[0], total_steps[0]), total_steps[0])
-
     cfg = read_training_config(model, optimizer=optimizer, learning_rate=learning_rate, loss=loss,
                                epochs=epochs, batch_size=batch_size)
     n_epochs = int(cfg.epochs or 200)
+    budget.user_epochs = n_epochs
     info = describe_model(model)
     ok = np.isfinite(X.reshape(len(X), -1)).all(axis=1) & np.isfinite(y.reshape(len(y), -1)).all(axis=1)
     dropped = np.flatnonzero(~ok).tolist()
@@ -521,95 +780,63 @@ def repair(model, X, y, *, optimizer=None, loss=None, epochs=None, batch_size=No
             raise InputError(f"validation_data must hold finite rows shaped like X (Received X_val.shape={Xv.shape})")
         if yv.ndim != yc.ndim:
             yv = yv.reshape((len(yv),) + yc.shape[1:])
-    findings, notes, reference = _diagnose(model, X, y, optimizer=optimizer, learning_rate=learning_rate, loss=loss,
-                                           epochs=epochs, batch_size=batch_size, seed=seed,
-                                           feature_names=list(feature_names) if feature_names is not None else None,
-                                           target_name=target_name)
-    if reference is None or reference.n_rows != len(yc):
-        reference = compute_reference(Xc.reshape(len(Xc), -1), yc, seed=seed)
-    plan = holdout_plan(len(yc), 0 if Xv is None else len(yv), validation_split, seed)
-    Xp = Xc if Xv is None else np.concatenate([Xc, Xv.astype(Xc.dtype)])
-    yp = yc if yv is None else np.concatenate([yc, yv.astype(yc.dtype)])
-    heldout_refs = heldout_references(Xp, yp, plan, seed)
+    with budget.stage("diagnose"):
+        findings, notes, reference = _diagnose(model, X, y, optimizer=optimizer, learning_rate=learning_rate, loss=loss,
+                                               epochs=epochs, batch_size=batch_size, seed=seed,
+                                               feature_names=list(feature_names) if feature_names is not None else None,
+                                               target_name=target_name)
+    with budget.stage("references"):
+        if reference is None or reference.n_rows != len(yc):
+            reference = compute_reference(Xc.reshape(len(Xc), -1), yc, seed=seed)
+        plan = holdout_plan(len(yc), 0 if Xv is None else len(yv), validation_split, seed)
+        Xp = Xc if Xv is None else np.concatenate([Xc, Xv.astype(Xc.dtype)])
+        yp = yc if yv is None else np.concatenate([yc, yv.astype(yc.dtype)])
+        heldout_refs = heldout_references(Xp, yp, plan, seed)
     rpp = _rows_per_parameter(len(plan.folds[0][0]), info.n_params)
     # inputs as the model's first trainable layer sees them: no second scaling on top of the user's Normalization
     X_seen = preprocess_inputs(model, Xc)
     cands, why = _candidates(findings, Xc if X_seen is None else X_seen, yc, info, cfg, reference)
-    names = list(cands)
     user_recipe = Recipe.from_config(cfg, epochs=n_epochs)
     base = user_recipe.replace(drop_nonfinite=True) if dropped else user_recipe
-    n_folds = len(plan.folds)
-    total_steps[0] = n_folds * (2 + 2 * len(names) + len(LR_GRID) + 6) + 2
-    cache: dict = {}
-    val: dict[Recipe, float] = {}  # held-out MSE of every recipe tried
-    done_trials: dict[Recipe, Trial] = {}  # the trial (trained on the first fold) of every recipe
+    return _Setup(model=model, X=X, y=y, Xc=Xc, yc=yc, Xp=Xp, yp=yp, dropped=dropped, plan=plan, cfg=cfg, info=info,
+                  reference=reference, findings=findings, notes=list(notes), heldout_refs=heldout_refs, rpp=rpp,
+                  cands=cands, why=why, names=list(cands), user_recipe=user_recipe, base=base, n_epochs=n_epochs,
+                  seed=seed, noise_floor=noise_floor)
 
-    def sse(t: Trial, Xva, yva) -> float:
-        if t.result is None or t.diverged:
-            return float("inf")
-        try:
-            m = t.build_model()
-        except Exception:  # a run that cannot be rebuilt is not a candidate
-            return float("inf")
-        v = predict_mse(m, Xva, yva) * np.asarray(yva).reshape(len(Xva), -1).size  # the mean back to a sum
-        return v if np.isfinite(v) else float("inf")
 
-    def evaluate(trials: list[Trial], stage: str) -> None:
-        """Train each new recipe on every fold's training rows and store its held-out MSE."""
-        for t in trials:  # recipes already measured: copy what the first fold measured
-            old = done_trials.get(t.recipe)
-            if old is not None and old is not t:
-                for k in ("final_mse", "best_mse", "diverged", "mse", "engine", "result", "arch_model"):
-                    setattr(t, k, getattr(old, k))
-        pending: dict[Recipe, Trial] = {}
-        for t in trials:
-            if t.recipe not in done_trials and t.recipe not in pending:
-                pending[t.recipe] = t
-        if not pending:
-            return
-        total_sse = dict.fromkeys(pending, 0.0)
-        count = 0
-        for f, (tr, va) in enumerate(plan.folds):
-            fold_trials = list(pending.values()) if f == 0 else [Trial(t.label, t.recipe, t.names) for t in pending.values()]
-            run_trials(model, Xp[tr], yp[tr], fold_trials, seed=seed, cache=cache,
-                       done=lambda k: tick(stage, k), executor=executor)
-            for t in fold_trials:
-                total_sse[t.recipe] += sse(t, Xp[va], yp[va])
-            count += int(np.prod(np.shape(yp[va]))) or len(va)
-        for r, t in pending.items():
-            val[r] = total_sse[r] / max(count, 1)
-            done_trials[r] = t
-        for t in trials:  # duplicates of a pending recipe
-            if t.result is None and t.recipe in done_trials:
-                old = done_trials[t.recipe]
-                for k in ("final_mse", "best_mse", "diverged", "mse", "engine", "result", "arch_model"):
-                    setattr(t, k, getattr(old, k))
+@dataclass
+class _Candidates:
+    """Step 1's result: every run so far, the learning rate chosen for all fixes, the best "all fixes" run."""
 
-    def v(t: Trial) -> float:
-        return val.get(t.recipe, float("inf"))
+    baseline: Trial
+    trials: list[Trial]
+    lr_changed: bool
+    best_lr: float
+    all_best: Trial
+    extras: list[Intervention]
 
-    def vworse(without: Trial, with_: Trial) -> bool:
-        return v(without) > v(with_) * (1 + KEEP_TOLERANCE)
 
-    def with_all(recipe: Recipe, keep: list[str]) -> Recipe:
-        return iv.chain(*[cands[n] for n in keep]).apply(recipe)
-
-    # -- stage 1: baseline, each fix alone, all fixes, all fixes x learning rates -----------------
-    trials: list[Trial] = [Trial("baseline (your configuration)", base, ())]
+def _candidates_step(s: _Setup, search: _Search) -> _Candidates:
+    """The baseline, each suspected fix alone, all fixes together at a small log grid of learning rates;
+    then (few rows per parameter, or a regularised model) regularisation and capacity candidates,
+    raced by successive halving. A winning extra joins ``s.names``/``s.cands`` as a suspected fix."""
+    base, names, cands, v = s.base, s.names, s.cands, search.v
+    trials: list[Trial] = [Trial("baseline (your configuration)", base, (), role="baseline")]
     for n in names:
-        trials.append(Trial(f"+{n}", cands[n].apply(base), (n,)))
-    all_recipe = with_all(base, names)
-    all_trial = Trial("all fixes", all_recipe, tuple(names))
+        trials.append(Trial(f"+{n}", cands[n].apply(base), (n,), role="alone"))
+    all_recipe = _with_all(s, base, names)
+    all_trial = Trial("all fixes", all_recipe, tuple(names), role="all")
     trials.append(all_trial)
     lr_trials = {}
     for lr in _lr_grid(base.learning_rate):
         if lr == base.learning_rate:
             lr_trials[lr] = all_trial
             continue
-        t = Trial(f"all fixes, lr={lr:g}", all_recipe.replace(learning_rate=lr), tuple(names) + ("set_learning_rate",))
+        t = Trial(f"all fixes, lr={lr:g}", all_recipe.replace(learning_rate=lr), tuple(names) + ("set_learning_rate",),
+                  role="all")
         lr_trials[lr] = t
         trials.append(t)
-    evaluate(trials, "ablation")
+    search.evaluate(trials, "ablation")
     baseline = trials[0]
     all_user_lr = lr_trials[base.learning_rate]
     lowest = min(v(t) for t in lr_trials.values())
@@ -618,11 +845,11 @@ def repair(model, X, y, *, optimizer=None, loss=None, epochs=None, batch_size=No
     best_lr = min(near, key=lambda lr: abs(np.log(lr / base.learning_rate)))
     if not v(all_user_lr) > v(lr_trials[best_lr]) * (1 + KEEP_TOLERANCE):
         best_lr = base.learning_rate  # the user's rate is as good: keep it
-    lr_changed = best_lr != base.learning_rate
     all_best = lr_trials[best_lr]
     all_trials = list(trials)
 
-    # -- stage 1b: capacity and regularisation (few rows per parameter, or a strong regulariser) ----
+    # capacity and regularisation (few rows per parameter, or a strong regulariser)
+    info, rpp = s.info, s.rpp
     extras: list[Intervention] = []
     reg_strength = sum(l.l2 + l.l1 for l in info.layers) + max((l.dropout for l in info.layers), default=0.0)
     if reg_strength > 0:
@@ -631,7 +858,7 @@ def repair(model, X, y, *, optimizer=None, loss=None, epochs=None, batch_size=No
             extras.append(iv.L2Penalty(1e-4))
     if rpp is not None and rpp < FEW_ROWS_PER_PARAMETER and not info.is_linear:
         extras += [iv.L2Penalty(1e-2), iv.L2Penalty(1e-1)]
-        if _resizable(model, Xc):
+        if _resizable(s.model, s.Xc):
             extras += [iv.AddDropout(0.2), iv.NarrowNetwork(_narrow_width(info)), iv.LinearModel()]
     if extras:
         ext_trials = []
@@ -639,33 +866,53 @@ def repair(model, X, y, *, optimizer=None, loss=None, epochs=None, batch_size=No
             label = f"{all_best.label if all_best is not baseline else 'your configuration'} + {e.describe()}"
             ext_trials.append((e, Trial(label, e.apply(all_best.recipe), all_best.names + (e.name,))))
         try:
-            evaluate([t for _, t in ext_trials], "capacity")
+            # each of these is its own architecture (one engine call each): raced by successive halving
+            alive = search.race([t for _, t in ext_trials], "capacity")
+            ext_trials = [(e, t) for e, t in ext_trials if t in alive]
         except Exception as exc:  # a model surgery cannot change: say so, keep going
-            notes.append(f"regularisation/capacity candidates skipped ({type(exc).__name__}: {str(exc)[:100]})")
+            s.notes.append(f"regularisation/capacity candidates skipped ({type(exc).__name__}: {str(exc)[:100]})")
             ext_trials = []
         all_trials += [t for _, t in ext_trials]
         if ext_trials:
             e_best, t_best = min(ext_trials, key=lambda et: v(et[1]))
             if v(t_best) < v(all_best) * (1 - KEEP_TOLERANCE):
                 cands[e_best.name] = e_best
-                why[e_best.name] = (f"{rpp:.2g} rows per trainable parameter" if rpp is not None and rpp < FEW_ROWS_PER_PARAMETER
-                                    else "the model's regularisation") + \
+                s.why[e_best.name] = (f"{rpp:.2g} rows per trainable parameter" if rpp is not None and rpp < FEW_ROWS_PER_PARAMETER
+                                      else "the model's regularisation") + \
                     f": held-out MSE {v(all_best):.4g} -> {v(t_best):.4g} with {e_best.describe()}"
                 names.append(e_best.name)
                 all_best = t_best
+    return _Candidates(baseline=baseline, trials=all_trials, lr_changed=best_lr != base.learning_rate, best_lr=best_lr,
+                       all_best=all_best, extras=extras)
 
-    # -- stage 2: leave each fix out at the chosen learning rate -----------------------------------
+
+@dataclass
+class _Ablation:
+    """Step 2's result: the fixes kept, the chosen run, each fix's leave-one-out run."""
+
+    kept: list[str]
+    chosen: Trial
+    loo: dict[str, Trial]
+    lr_without: Trial | None  # the chosen fixes at the user's learning rate (when the rate changed)
+    trials: list[Trial]
+
+
+def _ablation_step(s: _Setup, search: _Search, c: _Candidates) -> _Ablation:
+    """Leave each fix out at the chosen learning rate: a fix is kept only when leaving it out makes the
+    held-out MSE measurably worse (``KEEP_TOLERANCE``)."""
+    names, best_lr, lr_changed, all_best = s.names, c.best_lr, c.lr_changed, c.all_best
     loo: dict[str, Trial] = {}
     stage2: list[Trial] = []
     for n in names:
         rest = [m for m in names if m != n]
         t = Trial(f"all fixes without {n}" + (f", lr={best_lr:g}" if lr_changed else ""),
-                  with_all(base, rest).replace(learning_rate=best_lr), tuple(rest) + (("set_learning_rate",) if lr_changed else ()))
+                  _with_all(s, s.base, rest).replace(learning_rate=best_lr),
+                  tuple(rest) + (("set_learning_rate",) if lr_changed else ()), role="without", dropped=n)
         loo[n] = t
         stage2.append(t)
     if stage2:
-        evaluate(stage2, "confirm")
-    kept = [n for n in names if vworse(loo[n], all_best) or (loo[n].diverged and not all_best.diverged)]
+        search.evaluate(stage2, "confirm")
+    kept = [n for n in names if search.worse(loo[n], all_best) or (loo[n].diverged and not all_best.diverged)]
     chosen = all_best
     if set(kept) != set(names):
         removed = [n for n in names if n not in kept]
@@ -673,138 +920,218 @@ def repair(model, X, y, *, optimizer=None, loss=None, epochs=None, batch_size=No
             candidate = loo[removed[0]]
         else:
             candidate = Trial("kept fixes" + (f", lr={best_lr:g}" if lr_changed else ""),
-                              with_all(base, kept).replace(learning_rate=best_lr),
+                              _with_all(s, s.base, kept).replace(learning_rate=best_lr),
                               tuple(kept) + (("set_learning_rate",) if lr_changed else ()))
-            evaluate([candidate], "confirm")
+            search.evaluate([candidate], "confirm")
             stage2.append(candidate)
-        if vworse(candidate, all_best):  # the fixes help together only: keep them all
+        if search.worse(candidate, all_best):  # the fixes help together only: keep them all
             kept = list(names)
         else:
             chosen = candidate
-    all_trials += stage2
-    lr_chosen_without = None
+    trials = c.trials + stage2
+    lr_without = None
     if lr_changed:  # the chosen fixes at the user's learning rate: the run that shows the rate's effect
-        at_user_lr = chosen.recipe.replace(learning_rate=base.learning_rate)
-        lr_chosen_without = next((t for t in all_trials if t.recipe == at_user_lr), None)
-        if lr_chosen_without is None:
-            lr_chosen_without = Trial("kept fixes at your learning rate", at_user_lr, tuple(kept))
-            evaluate([lr_chosen_without], "confirm")
-            all_trials.append(lr_chosen_without)
+        at_user_lr = chosen.recipe.replace(learning_rate=s.base.learning_rate)
+        lr_without = next((t for t in trials if t.recipe == at_user_lr), None)
+        if lr_without is None:
+            lr_without = Trial("kept fixes at your learning rate", at_user_lr, tuple(kept))
+            search.evaluate([lr_without], "confirm")
+            trials.append(lr_without)
+    return _Ablation(kept=kept, chosen=chosen, loo=loo, lr_without=lr_without, trials=trials)
 
-    # -- the held-out optimum --------------------------------------------------------------------
-    is_linear = (info.is_linear and "add_capacity" not in kept) or "linear_model" in kept
-    opts = {"least squares": heldout_refs.get("least squares", float("inf"))}
-    if not is_linear and "nonlinear reference" in heldout_refs:
-        opts["nonlinear reference"] = heldout_refs["nonlinear reference"]
-    if noise_floor is not None and not is_linear and "nonlinear reference" not in opts:
+
+@dataclass
+class _Verdict:
+    """Step 3's result: what is returned (recipe, held-out MSE before/after) and against which optimum."""
+
+    chosen: Trial
+    final_recipe: Recipe
+    kept: list[str]
+    lr_changed: bool
+    nothing_helped: bool
+    healthy: bool
+    before_val: float
+    after_val: float
+    val_optimum: float
+    kind: str
+    target: float
+    is_linear: bool
+    converged: bool  # the user's configuration fits its training rows (MSE within 1.1x least squares')
+    base_train: float
+    ls_train: float
+    more_kept: tuple | None = None
+    es_kept: tuple | None = None
+    plain_runs: dict = field(default_factory=dict)  # fold -> the longer plain-fit run, when more epochs are kept
+    es_run: Any = None
+
+
+def _heldout_optimum(s: _Setup, is_linear: bool) -> tuple[float, str]:
+    """The best held-out reference (least squares; for a nonlinear model also the nonlinear reference or
+    the known noise floor), never below a noiseless-data floor."""
+    refs, reference = s.heldout_refs, s.reference
+    opts = {"least squares": refs.get("least squares", float("inf"))}
+    if not is_linear and "nonlinear reference" in refs:
+        opts["nonlinear reference"] = refs["nonlinear reference"]
+    if s.noise_floor is not None and not is_linear and "nonlinear reference" not in opts:
         # a known noise variance is a population value: used only where no reference was measured on the rows
-        opts["noise floor"] = float(noise_floor)
+        opts["noise floor"] = float(s.noise_floor)
     kind = min(opts, key=opts.get)
     val_optimum = float(opts[kind])
     if not np.isfinite(val_optimum):
-        val_optimum, kind = float(heldout_refs.get("mean predictor", reference.mean_mse)), "mean predictor"
+        val_optimum, kind = float(refs.get("mean predictor", reference.mean_mse)), "mean predictor"
     if val_optimum < reference.floor:  # noiseless data: judged against a fraction of var(y), never a ratio to ~0
         val_optimum, kind = reference.floor, "noiseless-data (1e-6 of var(y))"
-    tol = HELDOUT_TOLERANCE
-    target = val_optimum * (1 + tol)
-    before_val = v(baseline)
+    return val_optimum, kind
 
-    # -- stage 3: the final recipe: a change must gain MIN_GAIN on held-out data ------------------
-    nothing_helped = chosen is baseline or (not kept and not lr_changed) or not (v(chosen) < before_val * (1 - MIN_GAIN))
+
+def _verdict_step(s: _Setup, search: _Search, c: _Candidates, a: _Ablation) -> _Verdict:
+    """The recipe returned: the chosen fixes when they beat the user's configuration on held-out rows by
+    ``MIN_GAIN`` beyond the held-out noise (:func:`significant_gain`), else the user's configuration;
+    then more epochs (a run that had not converged) and early stopping on the validation loss, kept on
+    the same terms."""
+    plan, Xp, yp, v = s.plan, s.Xp, s.yp, search.v
+    errs, train_errs, tr0 = search.errs, search.train_errs, search.tr0
+    baseline, chosen, kept, lr_changed = c.baseline, a.chosen, list(a.kept), c.lr_changed
+    is_linear = (s.info.is_linear and "add_capacity" not in kept) or "linear_model" in kept
+    val_optimum, kind = _heldout_optimum(s, is_linear)
+    target = val_optimum * (1 + HELDOUT_TOLERANCE)
+    before_val = v(baseline)
+    base_errors = errs.get(baseline.recipe)
+    # has the user's configuration fitted its training rows? (not: its training MSE is above least squares')
+    with np.errstate(all="ignore"):
+        ls_train = float(np.mean((ls_predict(Xp[tr0], yp[tr0], Xp[tr0]) - yp[tr0].reshape(len(tr0), -1)) ** 2))
+    base_train = _mean_error(train_errs.get(baseline.recipe, []))
+    converged = not (base_train > (1 + HELDOUT_TOLERANCE) * max(ls_train, s.reference.floor))
+
+    def beats_user(recipe: Recipe) -> bool:
+        # every recipe scored on the held-out rows so far competed for the choice
+        return significant_gain(errs.get(recipe), base_errors, n_compared=search.n_compared(),
+                                train=None if converged else (train_errs.get(recipe), train_errs.get(baseline.recipe)))
+
+    nothing_helped = (chosen is baseline or (not kept and not lr_changed) or not beats_user(chosen.recipe))
     if nothing_helped:
         chosen, kept, lr_changed = baseline, [], False
-    final_recipe = chosen.recipe
-    after_val = v(chosen)
-    es_kept = None
-    healthy = not dropped and nothing_helped and before_val <= target
-    more_kept = None
-    plain_runs: dict[int, Any] = {}  # fold -> the longer plain-fit run, when more epochs are kept
-    if not healthy and np.isfinite(after_val) and (after_val > target or _still_falling(chosen.mse)):
-        # up to 3x the epochs with plain model.fit (early stopping on the training loss that restores the
-        # best weights, ReduceLROnPlateau), on every fold, judged on the same held-out rows
-        longer = iv.MoreEpochs(epochs=max(3 * n_epochs, 300))
-        long_recipe = longer.apply(final_recipe)
-        long_sse, long_count, long_train = 0.0, 0, float("inf")
-        try:
-            for f, (tr, va) in enumerate(plan.folds):
-                run_l = train_plain(model, Xp[tr], yp[tr], long_recipe, seed=seed, cache=cache)
-                tick("longer")
-                plain_runs[f] = run_l
-                long_sse += predict_mse(run_l.model, Xp[va], yp[va]) * len(va)
-                long_count += len(va)
-                if f == 0:
-                    long_train = predict_mse(run_l.model, Xp[tr], yp[tr])
-            long_val = long_sse / max(long_count, 1)
-        except Exception as exc:  # pragma: no cover - plain fit failing where the engine trained
-            notes.append(f"more epochs not tried ({type(exc).__name__})")
-            long_val = float("inf")
-        long_trial = Trial(f"{chosen.label}, up to {long_recipe.epochs} epochs with early stopping + ReduceLROnPlateau",
-                           long_recipe, chosen.names + ("more_epochs",), final_mse=long_train,
-                           best_mse=long_train, diverged=not np.isfinite(long_val),
-                           mse=list(plain_runs[0].mse) if 0 in plain_runs else [], engine="model.fit")
-        val[long_recipe] = long_val
-        all_trials.append(long_trial)
-        # kept when the held-out MSE falls, or the fit improves (training MSE) at no held-out cost
-        fits_better = long_train < _finite(chosen.final_mse) * (1 - KEEP_TOLERANCE) and long_val <= after_val * (1 + KEEP_TOLERANCE)
-        if (long_val < after_val * (1 - KEEP_TOLERANCE) or fits_better) and long_val < before_val * (1 - MIN_GAIN):
-            more_kept = (iv.MoreEpochs(epochs=long_recipe.epochs), long_val, after_val)
-            chosen, final_recipe, after_val = long_trial, long_recipe, long_val
-            if nothing_helped:
-                nothing_helped, kept, lr_changed = False, [], False
-        else:
-            plain_runs.clear()
-    if not healthy and plan.kind != "k-fold" and np.isfinite(after_val) and more_kept is None:
-        # early stopping on the validation loss, best weights restored (the user's epochs stay the maximum)
-        tr, va = plan.folds[0]
-        es_recipe = final_recipe.replace(early_stopping=True, reduce_lr_on_plateau=False)
-        run = None
-        try:
-            run = train_plain(model, Xp[tr], yp[tr], es_recipe, seed=seed, cache=cache, validation_data=(Xp[va], yp[va]))
-            tick("early stopping")
-            es_val = predict_mse(run.model, Xp[va], yp[va])
-        except Exception as exc:  # pragma: no cover - plain fit failing where the engine trained
-            notes.append(f"early stopping on the validation loss not tried ({type(exc).__name__})")
-            es_val = float("inf")
-        if run is not None and np.isfinite(es_val):
-            stop_at = int(run.best_epoch) + 1
-            es_iv = iv.EarlyStoppingOnValidation(epochs=stop_at)
-            es_trial = Trial(f"{chosen.label}, early stopping on the validation loss (best epoch {stop_at})",
-                             es_iv.apply(final_recipe), chosen.names + ("early_stopping",), final_mse=float(run.mse[-1]) if run.mse else float("nan"),
-                             best_mse=float(np.nanmin(run.mse)) if run.mse else float("nan"), mse=run.mse, engine="model.fit")
-            val[es_trial.recipe] = es_val
-            all_trials.append(es_trial)
-            if es_val < after_val * (1 - KEEP_TOLERANCE) and es_val < before_val * (1 - MIN_GAIN) and stop_at < final_recipe.epochs:
-                es_kept = (es_iv, es_val, after_val, es_trial)
-                final_recipe = es_trial.recipe
-                after_val = es_val
-                nothing_helped = False
-                healthy = False
-                if chosen is baseline:
-                    kept = []
+    vd = _Verdict(chosen=chosen, final_recipe=chosen.recipe, kept=kept, lr_changed=lr_changed,
+                  nothing_helped=nothing_helped, healthy=not s.dropped and nothing_helped and before_val <= target,
+                  before_val=before_val, after_val=v(chosen), val_optimum=val_optimum, kind=kind, target=target,
+                  is_linear=is_linear, converged=converged, base_train=base_train, ls_train=ls_train)
+    # plain model.fit runs cost a fit each (bounded repair): more epochs only for a change that helped and is
+    # still falling or short of its target, or for a user's configuration that does not fit its training rows;
+    # early stopping only to refine a change that helped or when the user's configuration does not fit its
+    # training rows (a sound configuration that nothing beat is left alone)
+    unfinished = ((chosen is not baseline and (_still_falling(chosen.mse) or vd.after_val > target))
+                  or (chosen is baseline and not converged))
+    if not vd.healthy and np.isfinite(vd.after_val) and unfinished:
+        _try_more_epochs(s, search, vd, a, beats_user)
+    if (not vd.healthy and plan.kind != "k-fold" and np.isfinite(vd.after_val) and vd.more_kept is None
+            and (not vd.nothing_helped or not converged)):
+        _try_early_stopping(s, search, vd, a, beats_user)
+    return vd
 
+
+def _try_more_epochs(s: _Setup, search: _Search, vd: _Verdict, a: _Ablation, beats_user) -> None:
+    """Up to 3x the epochs with plain ``model.fit`` (early stopping on the training loss that restores the
+    best weights, ReduceLROnPlateau), on every fold, judged on the same held-out rows."""
+    chosen, plan, Xp, yp = vd.chosen, s.plan, s.Xp, s.yp
+    long_recipe = iv.MoreEpochs(epochs=max(3 * s.n_epochs, 300)).apply(vd.final_recipe)
+    long_parts, long_train = [], float("inf")
+    try:
+        for f, (tr, va) in enumerate(plan.folds):
+            run_l = search.plain(long_recipe, tr, "more epochs")
+            vd.plain_runs[f] = run_l
+            long_parts.append(row_errors(run_l.model, Xp[va], yp[va]))
+            if f == 0:
+                search.train_errs[long_recipe] = row_errors(run_l.model, Xp[tr], yp[tr])
+                long_train = _mean_error(search.train_errs[long_recipe])
+        search.errs[long_recipe] = np.concatenate(long_parts)
+        long_val = _mean_error(search.errs[long_recipe])
+    except Exception as exc:  # pragma: no cover - plain fit failing where the engine trained
+        s.notes.append(f"more epochs not tried ({type(exc).__name__})")
+        long_val = float("inf")
+    long_trial = Trial(f"{chosen.label}, up to {long_recipe.epochs} epochs with early stopping + ReduceLROnPlateau",
+                       long_recipe, chosen.names + ("more_epochs",), final_mse=long_train,
+                       best_mse=long_train, diverged=not np.isfinite(long_val),
+                       mse=list(vd.plain_runs[0].mse) if 0 in vd.plain_runs else [], engine="model.fit")
+    search.val[long_recipe] = long_val
+    a.trials.append(long_trial)
+    # kept when the held-out MSE falls, or the fit improves (training MSE) at no held-out cost
+    fits_better = (long_train < _finite(chosen.final_mse) * (1 - KEEP_TOLERANCE)
+                   and long_val <= vd.after_val * (1 + KEEP_TOLERANCE))
+    if (long_val < vd.after_val * (1 - KEEP_TOLERANCE) or fits_better) and beats_user(long_recipe):
+        vd.more_kept = (iv.MoreEpochs(epochs=long_recipe.epochs), long_val, vd.after_val)
+        vd.chosen, vd.final_recipe, vd.after_val = long_trial, long_recipe, long_val
+        if vd.nothing_helped:
+            vd.nothing_helped, vd.kept, vd.lr_changed = False, [], False
+    else:
+        vd.plain_runs.clear()
+
+
+def _try_early_stopping(s: _Setup, search: _Search, vd: _Verdict, a: _Ablation, beats_user) -> None:
+    """Early stopping on the validation loss, best weights restored (the user's epochs stay the maximum)."""
+    tr, va = s.plan.folds[0]
+    Xp, yp, chosen = s.Xp, s.yp, vd.chosen
+    es_recipe = vd.final_recipe.replace(early_stopping=True, reduce_lr_on_plateau=False)
+    run = None
+    try:
+        run = search.plain(es_recipe, tr, "early stopping", validation_rows=va)
+        es_errors = row_errors(run.model, Xp[va], yp[va])
+        es_train = row_errors(run.model, Xp[tr], yp[tr])
+        es_val = _mean_error(es_errors)
+    except Exception as exc:  # pragma: no cover - plain fit failing where the engine trained
+        s.notes.append(f"early stopping on the validation loss not tried ({type(exc).__name__})")
+        es_val = float("inf")
+    if run is None or not np.isfinite(es_val):
+        return
+    stop_at = int(run.best_epoch) + 1
+    es_iv = iv.EarlyStoppingOnValidation(epochs=stop_at)
+    es_trial = Trial(f"{chosen.label}, early stopping on the validation loss (best epoch {stop_at})",
+                     es_iv.apply(vd.final_recipe), chosen.names + ("early_stopping",),
+                     final_mse=float(run.mse[-1]) if run.mse else float("nan"),
+                     best_mse=float(np.nanmin(run.mse)) if run.mse else float("nan"), mse=run.mse, engine="model.fit")
+    search.val[es_trial.recipe] = es_val
+    search.errs[es_trial.recipe] = es_errors
+    search.train_errs[es_trial.recipe] = es_train
+    a.trials.append(es_trial)
+    if (es_val < vd.after_val * (1 - KEEP_TOLERANCE) and beats_user(es_trial.recipe)
+            and stop_at < vd.final_recipe.epochs):
+        vd.es_kept = (es_iv, es_val, vd.after_val, es_trial)
+        vd.final_recipe, vd.after_val, vd.es_run = es_trial.recipe, es_val, run
+        vd.nothing_helped = vd.healthy = False
+
+
+def _export_step(s: _Setup, search: _Search, c: _Candidates, a: _Ablation, vd: _Verdict, *, t_start: float,
+                 feature_names, target_name: str, data_path: str | None, executor, budget: RepairBudget) -> Repair:
+    """The returned model (retrained on all rows when the split was repair's own), what was kept with its
+    measured effect, the verdict's message and reasons, the report, and the :class:`Repair`."""
+    plan, Xp, yp, dropped, base = s.plan, s.Xp, s.yp, s.dropped, s.base
+    model, seed, cache, reference, info, rpp = s.model, s.seed, search.cache, s.reference, s.info, s.rpp
+    baseline, chosen, final_recipe = c.baseline, vd.chosen, vd.final_recipe
+    more_kept, es_kept, nothing_helped = vd.more_kept, vd.es_kept, vd.nothing_helped
     # -- the final model: retrained on all rows when the split was fitdoctor's own ------------------
-    train_rows = np.arange(len(yc)) if plan.retrain_all else plan.folds[0][0]
+    train_rows = np.arange(len(s.yc)) if plan.retrain_all else plan.folds[0][0]
     Xt, yt = Xp[train_rows], yp[train_rows]
     final_run = None  # a plain-fit run whose model is returned (more epochs, early stopping)
     if plan.retrain_all:
-        final_trials = [Trial("your configuration, all rows", base, ())]
+        final_trials = [Trial("your configuration, all rows", base, (), role="final")]
         if final_recipe != base and more_kept is None:
-            final_trials.append(Trial("chosen recipe, all rows", final_recipe, chosen.names))
-        run_trials(model, Xt, yt, final_trials, seed=seed, cache=cache, done=lambda k: tick("final", k), executor=executor)
+            final_trials.append(Trial("chosen recipe, all rows", final_recipe, chosen.names, role="final"))
+        with budget.stage("final"):
+            run_trials(model, Xt, yt, final_trials, seed=seed, cache=cache, done=lambda k: search.tick("final", k),
+                       executor=executor)
+        budget.trained("final", sum(int(t.recipe.epochs) for t in final_trials), runs=len(final_trials))
         base_final = final_trials[0]
         chosen_final = final_trials[-1]
         if more_kept is not None:
-            final_run = train_plain(model, Xt, yt, final_recipe, seed=seed, cache=cache)
-            tick("final")
+            final_run = search.plain(final_recipe, train_rows, "final")
     else:
         base_final = baseline
         chosen_final = chosen
         if more_kept is not None:
-            final_run = plain_runs[0]
+            final_run = vd.plain_runs[0]
         elif es_kept is not None:
-            final_run = run
+            final_run = vd.es_run
     if dropped:
-        before_loss, history_before = _measure_before_nonfinite(model, X, y, user_recipe, seed)
+        before_loss, history_before = _measure_before_nonfinite(model, s.X, s.y, s.user_recipe, seed)
     else:
         before_loss = predict_mse(base_final.build_model(), Xt, yt)
         history_before = list(base_final.mse)
@@ -818,102 +1145,219 @@ def repair(model, X, y, *, optimizer=None, loss=None, epochs=None, batch_size=No
     if nothing_helped and not dropped:
         after_loss = before_loss if plan.retrain_all or chosen_final is baseline else after_loss
 
-    applied: list[AppliedIntervention] = []
-    reasons: list[str] = []
-    # -- what was kept, with its measured effect (held-out MSE) -----------------------------------
-    if dropped:
-        applied.append(AppliedIntervention(iv.DropNonfiniteRows(), baseline.final_mse, before_loss,
-                                           f"rows {dropped} hold missing or infinite values; with them the loss is {_loss_text(before_loss)} "
-                                           "after one epoch (measured)"))
-    if not nothing_helped and chosen is not baseline:
-        for n in kept:
-            applied.append(AppliedIntervention(cands[n], v(chosen), v(loo[n]),
-                                               f"held-out MSE: '{chosen.label}' vs '{loo[n].label}'"))
-        if lr_changed and lr_chosen_without is not None:
-            applied.append(AppliedIntervention(iv.SetLearningRate(best_lr), v(chosen), v(lr_chosen_without),
-                                               f"held-out MSE: '{chosen.label}' vs '{lr_chosen_without.label}'"))
-        elif lr_changed:
-            applied.append(AppliedIntervention(iv.SetLearningRate(best_lr), v(chosen), None,
-                                               "learning rate chosen with the other fixes present"))
-    if more_kept is not None:
-        applied.append(AppliedIntervention(more_kept[0], more_kept[1], more_kept[2],
-                                           f"held-out MSE: {more_kept[0].epochs} epochs vs {n_epochs}"))
-    if es_kept is not None:
-        applied.append(AppliedIntervention(es_kept[0], es_kept[1], es_kept[2],
-                                           f"held-out MSE: '{es_kept[3].label}' vs the same recipe for all its epochs"))
-
-    reached = bool(np.isfinite(after_val) and after_val <= target)
-    how = plan.description
-    if healthy:
-        message = (f"nothing to fix: your configuration's held-out MSE {_loss_text(before_val)} ({how}) is within {tol:.0%} "
-                   f"of the held-out {kind} optimum {_loss_text(val_optimum)}")
-    elif nothing_helped and not dropped:
-        message = (f"nothing it tried helped: no change lowered the held-out MSE by {MIN_GAIN:.0%} or more; your "
-                   f"configuration is returned (held-out MSE {_loss_text(before_val)}, {_ratio_text(before_val, val_optimum)} the "
-                   f"held-out {kind} optimum {_loss_text(val_optimum)}; {how})")
-    elif reached:
-        message = (f"repaired: held-out MSE {_loss_text(before_val)} -> {_loss_text(after_val)} ({how}), within {tol:.0%} of the "
-                   f"held-out {kind} optimum {_loss_text(val_optimum)}")
-    else:
-        message = (f"partly repaired: held-out MSE {_loss_text(before_val)} -> {_loss_text(after_val)} ({how}), still "
-                   f"{_ratio_text(after_val, val_optimum)} the held-out {kind} optimum {_loss_text(val_optimum)}")
-    if not reached:
-        tried = ", ".join(names + [e.name for e in extras if e.name not in names]) or "no structural fix was suspected"
-        reasons.append(f"tried {tried} and learning rates {', '.join(f'{lr:g}' for lr in _lr_grid(base.learning_rate))}")
-        if is_linear and heldout_refs.get("nonlinear reference", float("inf")) < heldout_refs.get("least squares", 0.0):
-            reasons.append("the model is linear; the nonlinear reference is lower on held-out rows, more capacity may help")
-        if _still_falling(history_after):
-            reasons.append("the loss was still falling at the last epoch")
-    if rpp is not None and rpp < FEW_ROWS_PER_PARAMETER:
-        reasons.append(f"{rpp:.2g} training rows per trainable parameter ({len(plan.folds[0][0])} rows, "
-                       f"{info.n_params} parameters): few rows per parameter overfit easily")
+    applied = _applied(s, search, c, a, vd, before_loss)
+    message, reasons, validation = _verdict_text(s, search, c, vd, history_after)
 
     # -- report: findings confirmed (or not) by the ablation --------------------------------------
+    findings, names = s.findings, s.names
     tested = set(names) | {"set_learning_rate"} | ({"drop_nonfinite_rows"} if dropped else set())
-    kept_names = {a.name for a in applied}
+    kept_names = {x.name for x in applied}
     for f in findings:
         name = f.fix.intervention if f.fix else None
         if name in tested:
             f.confirmed = name in kept_names
-    notes = list(notes)
-    notes.append(f"candidates judged on held-out rows: {how}"
+    notes = list(s.notes)
+    notes.append(f"candidates judged on held-out rows: {plan.description}"
                  + ("; the final model is retrained on all rows with the chosen recipe" if plan.retrain_all else ""))
+    notes.append(f"a change replaces your configuration only with a held-out MSE at least {MIN_GAIN:.0%} lower and a "
+                 f"paired per-row difference above {SIGNIFICANCE_SE:g} standard errors (Bonferroni-corrected for the "
+                 f"{search.n_compared()} candidates compared: {significance_threshold(search.n_compared()):.2g})")
     if rpp is not None:
         notes.append(f"rows per trainable parameter: {rpp:.3g}")
     for n in names:
-        notes.append(f"suspected {n}: {why[n]}")
+        notes.append(f"suspected {n}: {s.why[n]}")
     if dropped:
         notes.append(f"dropped {len(dropped)} row(s) holding missing or infinite values: rows {dropped}")
-    report = Report(findings=findings, reference=reference, config=cfg.to_dict(),
+    is_linear = vd.is_linear
+    report = Report(findings=findings, reference=reference, config=s.cfg.to_dict(),
                     model={"is_linear": is_linear, "output_activation": info.output_activation,
                            "n_params": info.n_params, "rows_per_parameter": rpp}, notes=notes, source="fix",
                     probe={"loss": history_before, "final_loss": before_loss,
                            "gap": reference.gap(before_loss, linear=is_linear)})
-    validation = {"before": before_val, "after": after_val, "optimum": val_optimum, "optimum_kind": kind,
-                  "references": heldout_refs, "how": how, "kind": plan.kind, "folds": len(plan.folds)}
     # the verdict's optimum on the training rows (for the training-MSE lines the CLI prints)
     train_opt = reference.optimum(linear=is_linear)
-    if noise_floor is not None and not is_linear:
-        train_opt = min(train_opt, float(noise_floor))
+    if s.noise_floor is not None and not is_linear:
+        train_opt = min(train_opt, float(s.noise_floor))
     train_opt = max(train_opt, reference.floor)
     ablation_rows = []
-    for t in all_trials:
+    for t in a.trials + search.pruned_trials:
         row = t.row()
-        row["val_mse"] = val.get(t.recipe)
+        row["val_mse"] = search.val.get(t.recipe)
         ablation_rows.append(row)
+    X = s.X
     return Repair(
         model=final_model, before_loss=float(before_loss), after_loss=float(after_loss), reference=reference,
-        optimum=float(train_opt), optimum_kind=("least squares" if is_linear else "reference"), reached_optimum=reached,
+        optimum=float(train_opt), optimum_kind=("least squares" if is_linear else "reference"),
+        reached_optimum=bool(np.isfinite(vd.after_val) and vd.after_val <= vd.target),
         applied=applied, report=report,
         history_before=[float(x) for x in history_before], history_after=[float(x) for x in history_after],
-        ablation=ablation_rows, dropped_rows=dropped, recipe=final_recipe, user_recipe=user_recipe,
-        message=message, reasons=reasons, validation_loss=validation, n_candidates=len({t.recipe for t in all_trials}),
+        ablation=ablation_rows, dropped_rows=dropped, recipe=final_recipe, user_recipe=s.user_recipe,
+        message=message, reasons=reasons, validation_loss=validation, n_candidates=len({t.recipe for t in a.trials}),
         seconds=time.perf_counter() - t_start, feature_names=list(feature_names or [f"x{i}" for i in range(X.shape[1])]),
-        target_name=target_name, data_path=data_path, seed=seed, X=X, y=y,
-        arch_model=cache.get(final_recipe.architecture), before_val_loss=before_val, after_val_loss=after_val,
-        val_optimum=val_optimum, val_optimum_kind=kind, validation=how, heldout_references=heldout_refs,
-        rows_per_parameter=rpp, retrained_on_all_rows=plan.retrain_all,
+        target_name=target_name, data_path=data_path, seed=seed, X=X, y=s.y,
+        arch_model=cache.get(final_recipe.architecture), before_val_loss=vd.before_val, after_val_loss=vd.after_val,
+        val_optimum=vd.val_optimum, val_optimum_kind=vd.kind, validation=plan.description,
+        heldout_references=s.heldout_refs, rows_per_parameter=rpp, retrained_on_all_rows=plan.retrain_all,
+        budget=budget.to_dict(),
     )
+
+
+def _applied(s: _Setup, search: _Search, c: _Candidates, a: _Ablation, vd: _Verdict,
+             before_loss: float) -> list[AppliedIntervention]:
+    """What was kept, each with its measured effect (held-out MSE with it and without it)."""
+    v, chosen = search.v, vd.chosen
+    applied: list[AppliedIntervention] = []
+    if s.dropped:
+        applied.append(AppliedIntervention(iv.DropNonfiniteRows(), c.baseline.final_mse, before_loss,
+                                           f"rows {s.dropped} hold missing or infinite values; with them the loss is "
+                                           f"{_loss_text(before_loss)} after one epoch (measured)"))
+    if not vd.nothing_helped and chosen is not c.baseline:
+        for n in vd.kept:
+            applied.append(AppliedIntervention(s.cands[n], v(chosen), v(a.loo[n]),
+                                               f"held-out MSE: '{chosen.label}' vs '{a.loo[n].label}'"))
+        if vd.lr_changed and a.lr_without is not None:
+            applied.append(AppliedIntervention(iv.SetLearningRate(c.best_lr), v(chosen), v(a.lr_without),
+                                               f"held-out MSE: '{chosen.label}' vs '{a.lr_without.label}'"))
+        elif vd.lr_changed:
+            applied.append(AppliedIntervention(iv.SetLearningRate(c.best_lr), v(chosen), None,
+                                               "learning rate chosen with the other fixes present"))
+    if vd.more_kept is not None:
+        applied.append(AppliedIntervention(vd.more_kept[0], vd.more_kept[1], vd.more_kept[2],
+                                           f"held-out MSE: {vd.more_kept[0].epochs} epochs vs {s.n_epochs}"))
+    if vd.es_kept is not None:
+        applied.append(AppliedIntervention(vd.es_kept[0], vd.es_kept[1], vd.es_kept[2],
+                                           f"held-out MSE: '{vd.es_kept[3].label}' vs the same recipe for all its epochs"))
+    return applied
+
+
+def _verdict_text(s: _Setup, search: _Search, c: _Candidates, vd: _Verdict,
+                  history_after: list[float]) -> tuple[str, list[str], dict[str, Any]]:
+    """The one-line verdict, the reasons it went no further, and the held-out numbers behind it."""
+    errs, train_errs, base = search.errs, search.train_errs, s.base
+    before_val, after_val, val_optimum, kind = vd.before_val, vd.after_val, vd.val_optimum, vd.kind
+    tol, how, final_recipe = HELDOUT_TOLERANCE, s.plan.description, vd.final_recipe
+    reached = bool(np.isfinite(after_val) and after_val <= vd.target)
+    base_errors = errs.get(c.baseline.recipe)
+    gain, gain_z = heldout_gain(errs.get(final_recipe), base_errors)
+    z_needed = significance_threshold(search.n_compared())
+    others = [r for r in errs if r != base and r not in search.short_recipes]
+    best_other = min(others, key=lambda r: search.val.get(r, float("inf"))) if others else None
+    best_gain, best_z = heldout_gain(errs[best_other], base_errors) if best_other is not None else (float("nan"),) * 2
+    best_text = (f"; the best candidate was {best_gain:.0%} lower at {best_z:.2g} standard errors"
+                 if np.isfinite(best_gain) and np.isfinite(best_z) else "")
+    gain_text = (f"; {gain:.0%} lower, {gain_z:.3g} standard errors of the paired per-row difference"
+                 if np.isfinite(gain) and np.isfinite(gain_z) and final_recipe != base else "")
+    z_all = None
+    if gain_text and not vd.converged and final_recipe in train_errs and base in train_errs and base_errors is not None:
+        _, z_all = heldout_gain(np.concatenate([train_errs[final_recipe], errs[final_recipe]]),
+                                np.concatenate([train_errs[base], base_errors]))
+        gain_text += (f" on held-out rows, {z_all:.3g} on training and held-out rows together (your configuration "
+                      f"does not fit its training rows: MSE {_loss_text(vd.base_train)} against least squares' "
+                      f"{_loss_text(vd.ls_train)})")
+    if vd.healthy:
+        message = (f"nothing to fix: your configuration's held-out MSE {_loss_text(before_val)} ({how}) is within {tol:.0%} "
+                   f"of the held-out {kind} optimum {_loss_text(val_optimum)}")
+    elif vd.nothing_helped and not s.dropped:
+        message = (f"nothing it tried helped: no change lowered the held-out MSE by {MIN_GAIN:.0%} or more by more than "
+                   f"{z_needed:.2g} standard errors of the paired per-row difference (the held-out noise, "
+                   f"{search.n_compared()} candidates compared{best_text}); your configuration is returned (held-out MSE "
+                   f"{_loss_text(before_val)}, {_ratio_text(before_val, val_optimum)} the held-out {kind} optimum "
+                   f"{_loss_text(val_optimum)}; {how})")
+    elif reached:
+        message = (f"repaired: held-out MSE {_loss_text(before_val)} -> {_loss_text(after_val)} ({how}{gain_text}), "
+                   f"within {tol:.0%} of the held-out {kind} optimum {_loss_text(val_optimum)}")
+    else:
+        message = (f"partly repaired: held-out MSE {_loss_text(before_val)} -> {_loss_text(after_val)} ({how}{gain_text}), "
+                   f"still {_ratio_text(after_val, val_optimum)} the held-out {kind} optimum {_loss_text(val_optimum)}")
+    reasons: list[str] = []
+    if not reached:
+        names = s.names
+        tried = ", ".join(names + [e.name for e in c.extras if e.name not in names]) or "no structural fix was suspected"
+        reasons.append(f"tried {tried} and learning rates {', '.join(f'{lr:g}' for lr in _lr_grid(base.learning_rate))}")
+        refs = s.heldout_refs
+        if vd.is_linear and refs.get("nonlinear reference", float("inf")) < refs.get("least squares", 0.0):
+            reasons.append("the model is linear; the nonlinear reference is lower on held-out rows, more capacity may help")
+        if _still_falling(history_after):
+            reasons.append("the loss was still falling at the last epoch")
+    rpp = s.rpp
+    if rpp is not None and rpp < FEW_ROWS_PER_PARAMETER:
+        reasons.append(f"{rpp:.2g} training rows per trainable parameter ({len(s.plan.folds[0][0])} rows, "
+                       f"{s.info.n_params} parameters): few rows per parameter overfit easily")
+    validation = {"before": before_val, "after": after_val, "optimum": val_optimum, "optimum_kind": kind,
+                  "gain": gain, "gain_z": gain_z, "gain_z_with_training_rows": z_all,
+                  "user_fits_training_rows": vd.converged, "best_candidate_gain": best_gain,
+                  "best_candidate_z": best_z, "min_gain": MIN_GAIN, "z_needed": z_needed,
+                  "candidates_compared": search.n_compared(),
+                  "references": s.heldout_refs, "how": how, "kind": s.plan.kind, "folds": len(s.plan.folds)}
+    return message, reasons, validation
+
+
+@accepts_several_inputs_outputs  # H3 (#11): several inputs/outputs trained as one flat model
+def repair(model, X, y, *, optimizer=None, loss=None, epochs=None, batch_size=None, validation_data=None,
+           validation_split: float | None = None, seed: int = 0, learning_rate: float | None = None,
+           noise_floor: float | None = None, progress: Callable[[str, int, int], None] | None = None,
+           feature_names=None, target_name: str = "y", data_path: str | None = None, executor=None,
+           _budget: bool = True) -> Repair:
+    """Repair a Keras regression model whose training does not converge, judged on held-out data.
+
+    The user's ``model`` (compiled or not) is never modified. ``optimizer``, ``learning_rate``,
+    ``loss``, ``epochs``, ``batch_size`` override what the compiled model says (defaults: Adam at
+    its Keras default rate, MSE, 200 epochs, batch 32).
+
+    Every candidate is chosen, and the verdict made, on rows the candidate never trained on:
+    ``validation_data=(X_val, y_val)`` or ``validation_split`` (Keras's meaning: the last
+    fraction of the rows) when given; otherwise a seeded hold-out split (20% of the rows), or
+    under 100 rows 5-fold cross-validation. With a split of its own the final model is retrained on
+    all rows with the chosen recipe (``retrained_on_all_rows``). A change is kept only when it
+    lowers the held-out MSE of the user's configuration by at least ``MIN_GAIN`` (10%) and by more
+    than ``SIGNIFICANCE_SE`` (2) standard errors of the paired per-row difference of held-out squared
+    errors, Bonferroni-corrected for the number of candidates compared on those rows (so that a gain on a few held-out rows that their noise explains changes nothing); when nothing
+    does, the user's configuration is returned and the message says that nothing it tried helped.
+    The references (least squares, the nonlinear reference, the mean predictor) are fitted on the same
+    training rows and measured on the same held-out rows; "repaired" means a held-out MSE within
+    ``HELDOUT_TOLERANCE`` (10%) of the best of them (or of ``noise_floor``, the known noise
+    variance, when given). With few rows per trainable parameter (< 10) an L2 penalty, dropout, a
+    narrower network and the linear model are tried as well; the rows per parameter are reported.
+    ``progress(stage, done, total)`` is called as training runs finish. ``executor`` says where
+    the candidate runs train (see :mod:`fitdoctor.experiments.executors`). Returns a :class:`Repair`.
+    """
+    t_start = time.perf_counter()
+    budget = RepairBudget(int(epochs or 200))
+    budget.t0 = t_start
+    step = [0]
+    total_steps = [1]
+
+    def tick(stage: str, n: int = 1) -> None:
+        step[0] += n
+        if progress is not None:
+            progress(stage, min(step[0], total_steps[0]), total_steps[0])
+
+    # H2 (#14): large data: experiments on a seeded subsample (experiments/budget.py), the final fit on all rows
+    if _budget:
+        Xa, ya = _as_arrays(X, y)
+        ok = np.isfinite(Xa.reshape(len(Xa), -1)).all(axis=1) & np.isfinite(ya.reshape(len(ya), -1)).all(axis=1)
+        cfg = read_training_config(model, optimizer=optimizer, learning_rate=learning_rate, loss=loss,
+                                   epochs=epochs, batch_size=batch_size)
+        bud = plan_budget(int(ok.sum()), describe_model(model).n_params, cfg.batch_size, seed=seed)
+        if bud.subsampled:
+            return repair_on_subsample(repair, model, Xa[ok], ya[ok], bud, dropped=np.flatnonzero(~ok).tolist(),
+                                       X_all=Xa, y_all=ya, seed=seed, executor=executor, progress=progress,
+                                       optimizer=optimizer, loss=loss, epochs=epochs, batch_size=batch_size,
+                                       validation_data=validation_data, validation_split=validation_split,
+                                       learning_rate=learning_rate, noise_floor=noise_floor,
+                                       feature_names=feature_names, target_name=target_name, data_path=data_path)
+    # end H2 (#14)
+    s = _setup(model, X, y, optimizer=optimizer, loss=loss, epochs=epochs, batch_size=batch_size,
+               validation_data=validation_data, validation_split=validation_split, seed=seed,
+               learning_rate=learning_rate, noise_floor=noise_floor, feature_names=feature_names,
+               target_name=target_name, budget=budget)
+    total_steps[0] = len(s.plan.folds) * (2 + 2 * len(s.names) + len(LR_GRID) + 6) + 2
+    search = _Search(s, budget, tick, executor)
+    candidates = _candidates_step(s, search)
+    ablation = _ablation_step(s, search, candidates)
+    verdict = _verdict_step(s, search, candidates, ablation)
+    return _export_step(s, search, candidates, ablation, verdict, t_start=t_start, feature_names=feature_names,
+                        target_name=target_name, data_path=data_path, executor=executor, budget=budget)
 
 
 def _resizable(model, Xc) -> bool:

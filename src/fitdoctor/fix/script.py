@@ -14,17 +14,38 @@ _OPTIMIZER_CLASSES = {
 }
 
 
-def _dense_stack(model) -> list[str] | None:
-    """Python source for the model's layers when it is a plain stack of Dense layers, else None."""
+#: the regularisers a Dense layer's config can name that the script writes as code
+_REGULARIZERS = {"L1": ("l1",), "L2": ("l2",), "L1L2": ("l1", "l2")}
+
+
+def _regularizer_code(value) -> str | None:
+    """``keras.regularizers.L2(l2=0.01)`` for a serialised L1/L2/L1L2 regulariser; "" for none; None
+    for one the script cannot write (a custom regulariser: the model file carries it instead)."""
+    if value is None:
+        return ""
+    if not isinstance(value, dict) or value.get("class_name") not in _REGULARIZERS:
+        return None
+    cfg = value.get("config") or {}
+    kw = ", ".join(f"{k}={float(cfg.get(k, 0.0)):.7g}" for k in _REGULARIZERS[value["class_name"]])
+    return f"keras.regularizers.{value['class_name']}({kw})"
+
+
+def dense_stack(model) -> list[str] | None:
+    """Python source for the model's layers when it is a plain Sequential stack of Dense layers
+    (with their L1/L2 regularisers) and Dropout layers, else None."""
     import keras
 
     if not isinstance(model, keras.Sequential):
         return None
     lines = []
     for layer in model.layers:
-        if type(layer).__name__ != "Dense":
-            return None
+        kind = type(layer).__name__
         cfg = layer.get_config()
+        if kind == "Dropout":
+            lines.append(f"keras.layers.Dropout({float(cfg['rate']):g})")
+            continue
+        if kind != "Dense":
+            return None
         args = [str(cfg["units"])]
         act = cfg.get("activation")
         if act not in (None, "linear"):
@@ -33,8 +54,32 @@ def _dense_stack(model) -> list[str] | None:
         init_name = init.get("class_name") if isinstance(init, dict) else init
         if init_name and init_name not in ("GlorotUniform", "glorot_uniform"):
             args.append(f"kernel_initializer={_snake(init_name)!r}")
+        for key in ("kernel_regularizer", "bias_regularizer", "activity_regularizer"):
+            code = _regularizer_code(cfg.get(key))
+            if code is None:
+                return None
+            if code:
+                args.append(f"{key}={code}")
         lines.append(f"keras.layers.Dense({', '.join(args)})")
     return lines
+
+
+def _architecture_comments(recipe) -> list[str]:
+    """Comment lines naming the repair's regularisation and capacity changes (Recipe.l2, dropout, width)."""
+    out = []
+    if recipe.width == 0:
+        out.append("# linear_model: the hidden layers removed (inputs straight to the output unit)")
+    elif recipe.width is not None:
+        out.append(f"# narrow_network: every hidden Dense layer has {int(recipe.width)} units")
+    if recipe.l2 is not None and recipe.l2 > 0:
+        out.append(f"# l2_penalty: kernel_regularizer=keras.regularizers.L2({recipe.l2:g}) on every Dense layer")
+    elif recipe.l2 is not None:
+        out.append("# remove_regularization: no kernel, bias or activity regulariser on any Dense layer")
+    if recipe.dropout:
+        out.append(f"# add_dropout: Dropout({recipe.dropout:g}) after each hidden Dense layer")
+    elif recipe.dropout is not None:
+        out.append("# no Dropout layers (the repair removed them)")
+    return out
 
 
 def _snake(name: str) -> str:
@@ -139,7 +184,7 @@ def render_fix_script(rep, *, data_file: str | None = None) -> str:
     r = rep.recipe
     in_shape = tuple(int(d) for d in rep._X.shape[1:]) if rep._X is not None else (len(rep.feature_names),)
     n_inputs = ", ".join(str(d) for d in in_shape) + ("," if len(in_shape) == 1 else "")
-    stack = _dense_stack(rep._arch_model) if getattr(rep, "_arch_model", None) is not None else None
+    stack = dense_stack(rep._arch_model) if getattr(rep, "_arch_model", None) is not None else None
     applied = rep.applied or []
     doc = [f'"""Repaired training for {rep.target_name!r}, written by `fitdoctor fix` (plain Keras: fitdoctor is not needed).',
            ""]
@@ -190,6 +235,7 @@ def render_fix_script(rep, *, data_file: str | None = None) -> str:
         L += ["keep = np.isfinite(X.reshape(len(X), -1)).all(axis=1) & np.isfinite(y).all(axis=1)",
               "X, y = X[keep], y[keep]  # no NaN/inf in the data fitdoctor saw; kept for safety"]
     L += [f"keras.utils.set_random_seed({int(rep.seed)})", ""]
+    L += _architecture_comments(r)
     if stack is not None:
         L += ["core = keras.Sequential(["]
         L += [f"    keras.Input(({n_inputs})),"] + [f"    {s}," for s in stack] + ["])"]

@@ -28,7 +28,6 @@ def _ensure_built(model, n_inputs):
 
 def clone(model, n_inputs: int):
     """A fresh copy of ``model`` with the same weights (the original is left alone)."""
-    import keras
 
     from ..model.replica import clone_model, copy_state
 

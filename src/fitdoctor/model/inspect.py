@@ -287,12 +287,13 @@ class ModelInfo:
         return [l.activation for l in self.layers[:-1] if l.activation is not None]
 
     @classmethod
-    def seed_linear(cls, n_inputs: int) -> "ModelInfo":
-        """The seeds' model: ``Sequential([Dense(1)])``."""
-        layer = LayerInfo(name="dense", class_name="Dense", units=1, activation="linear",
-                          kernel_initializer="glorot_uniform", n_params=n_inputs + 1, fan_in=n_inputs)
-        return cls(n_inputs=n_inputs, output_units=1, output_activation="linear", layers=(layer,),
-                   is_linear=True, n_params=n_inputs + 1, assumed=True)
+    def seed_linear(cls, n_inputs: int, n_outputs: int = 1) -> "ModelInfo":
+        """The seeds' model: ``Sequential([Dense(n_outputs)])`` (one unit per target column)."""
+        n_params = (n_inputs + 1) * n_outputs
+        layer = LayerInfo(name="dense", class_name="Dense", units=n_outputs, activation="linear",
+                          kernel_initializer="glorot_uniform", n_params=n_params, fan_in=n_inputs)
+        return cls(n_inputs=n_inputs, output_units=n_outputs, output_activation="linear", layers=(layer,),
+                   is_linear=True, n_params=n_params, assumed=True)
 
 
 _PASSIVE_LAYERS = {"InputLayer", "Dropout", "Normalization", "Rescaling", "Flatten", "Reshape",

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from ..model.inspect import optimizer_name_of, canonical_loss, describe_model
+from ..model.multi_io import is_multi_io, layout_of
 from ..signals.trace import Sample, Trace
 
 #: rows of X_sample used for the gradient / activation statistics
@@ -127,7 +128,7 @@ class Monitor(keras.callbacks.Callback):
         reference = self._get_reference(nonlinear=bool(is_linear))
         yv = ym = None
         if self.y_sample is not None:
-            yall = np.asarray(self.y_sample, dtype=np.float64).reshape(-1)
+            yall = np.asarray(self._flat_samples()[1], dtype=np.float64).reshape(-1)
             yall = yall[np.isfinite(yall)]
             if len(yall):
                 yv, ym = float(np.var(yall)), float(np.mean(yall))
@@ -144,7 +145,7 @@ class Monitor(keras.callbacks.Callback):
         )
         if data_bad:
             self.history_.nonfinite_inputs_evidence = data_bad
-        self.history_.inputs_checked = Xs is not None and self.y_sample is not None
+        self.history_.inputs_checked = (Xs is not None or is_multi_io(model)) and self.y_sample is not None
         every = self.sample_every
         if every is None and spe:
             every = max(1, spe // 4, (spe * (epochs or 1)) // 100)
@@ -221,9 +222,30 @@ class Monitor(keras.callbacks.Callback):
         spe = self.history_.steps_per_epoch
         return self._epoch * spe + batch if spe else len(self._raw)
 
+    def _flat_samples(self):
+        """X_sample and y_sample as arrays; a model with several inputs or outputs: side by side."""
+        model = getattr(self, "model", None)
+        if is_multi_io(model):
+            layout = layout_of(model)
+            X = None if self.X_sample is None else layout.flat_X(self.X_sample)
+            y = None if self.y_sample is None else layout.flat_y(self.y_sample)
+            return X, y
+        return self.X_sample, self.y_sample
+
     def _sample_rows(self):
         if self.X_sample is None:
             return None, None, {}
+        if is_multi_io(getattr(self, "model", None)):
+            # gradient and activation samples feed the model its own inputs: not for several inputs/outputs;
+            # the rows still give the references and the NaN check
+            X, y = self._flat_samples()
+            X = X.reshape(len(X), -1)
+            y = None if y is None else np.asarray(y, dtype=np.float64).reshape(len(X), -1)
+            ok = np.isfinite(X).all(axis=1) & (True if y is None else np.isfinite(y).all(axis=1))
+            bad = {} if ok.all() else {
+                "reason": f"{int((~ok).sum())} of {len(X)} rows of the data passed as X_sample/y_sample hold NaN or inf",
+                "nonfinite_rows": [int(i) for i in np.flatnonzero(~ok)[:50]], "n_nonfinite_rows": int((~ok).sum())}
+            return None, None, bad
         X = np.asarray(self.X_sample, dtype=np.float64)
         if X.ndim == 1:
             X = X.reshape(-1, 1)
@@ -250,8 +272,9 @@ class Monitor(keras.callbacks.Callback):
         if self._reference_cache is None or self._reference_cache[0] != key:
             from ..reference import compute_reference
 
-            X = np.asarray(self.X_sample, dtype=np.float64)
-            self._reference_cache = (key, compute_reference(X.reshape(len(X), -1), np.asarray(self.y_sample, dtype=np.float64),
+            Xf, yf = self._flat_samples()
+            X = np.asarray(Xf, dtype=np.float64)
+            self._reference_cache = (key, compute_reference(X.reshape(len(X), -1), np.asarray(yf, dtype=np.float64),
                                                             nonlinear=nonlinear))
         return self._reference_cache[1]
 
@@ -381,8 +404,10 @@ class _Sampler:
                 self.var_layer.setdefault(id(v), layer.name)
         self.tvars = list(model.trainable_variables)
         self.names = [self.var_layer.get(id(v), v.path.split("/")[0]) for v in self.tvars]
-        self.relu_layers = [l for l in _flat_layers(model)
-                            if type(l).__name__ == "Dense" and "relu" == str(l.get_config().get("activation"))]
+        # H5 (#11): Dense, convolution, Activation("relu") and ReLU layers (rules.model.layer_kinds)
+        from ..rules.model.layer_kinds import is_relu_layer
+
+        self.relu_layers = [l for l in _flat_layers(model) if is_relu_layer(l)]
         out_layer = next((l for l in reversed(_flat_layers(model)) if hasattr(l, "activation")), None)
         act = str(getattr(getattr(out_layer, "activation", None), "__name__", "") or "")
         from ..model.inspect import ACTIVATION_RANGE
@@ -493,6 +518,8 @@ class _Sampler:
             return self._summarise(epoch, step, prev, loss, grads, outs, tv)
 
     def _summarise(self, epoch, step, prev, loss, grads, outs, tv):
+        from ..rules.model.layer_kinds import dead_unit_fraction, unit_axis  # H5 (#11)
+
         weights = {}
         for name, w in zip(self.names, tv):
             weights.setdefault(name, []).append(np.asarray(w, dtype=np.float64).ravel())
@@ -512,8 +539,9 @@ class _Sampler:
                 if name in prev[1] and s.weight_norms[name] > 0:
                     s.update_ratios[name] = float(np.linalg.norm(w - prev[1][name])) / s.weight_norms[name] / (step - prev[0])
         for layer, out in zip(self.relu_layers, outs[:-1]):
-            out = out.reshape(len(out), -1)
-            s.dead_relu[layer.name] = float((out <= 0).all(axis=0).mean())
+            # H5 (#11): a unit is a Dense unit or a convolution's filter, dead when <= 0 at every row and position
+            s.dead_relu[layer.name] = dead_unit_fraction(out, unit_axis(layer))
+            s.sample_rows = int(len(out))
         pred = np.asarray(outs[-1], dtype=np.float64).reshape(len(outs[-1]), -1)
         if np.isfinite(pred).all():
             s.pred_std = float(pred.std(axis=0).mean())

@@ -557,6 +557,8 @@ def comparison_fragment(comparison, *, level: int = 2, prefix: str = "") -> str:
         gaps = df["gap"].astype(float).to_numpy() if "gap" in df else np.full(len(df), np.nan)
         finals = df["final_loss"].astype(float).to_numpy() if "final_loss" in df else np.full(len(df), np.nan)
         order = np.argsort(np.where(np.isfinite(finals), finals, np.inf))
+        if "rank" in df:  # H4 (#12): ranked on held-out rows
+            order = np.argsort(df["rank"].to_numpy(), kind="stable")
         best = int(order[0])
         n_conv = int(np.sum(np.isfinite(gaps) & (gaps <= CONVERGED_GAP)))
         n_div = int(df["diverged"].astype(bool).sum()) if "diverged" in df else 0
@@ -575,20 +577,24 @@ def comparison_fragment(comparison, *, level: int = 2, prefix: str = "") -> str:
                               if _finite(finals[worst]) else "diverged (NaN or infinite)."))
         if n_div:
             details.append(f"{n_div} configuration{'s' if n_div != 1 else ''} diverged.")
+        if getattr(comparison, "validation_", None):  # H4 (#12)
+            details.append(f"Ranked by held-out MSE ({escape(comparison.validation_)}); held-out optimum "
+                           f"({escape(str(comparison.val_optimum_kind_))}) {_num(comparison.val_optimum_)}.")
         parts.append(_verdict_box(kind, headline, details))
-        cols = [c for c in ("label", "final_loss", "best_loss", "gap", "epochs_to_optimum", "diverged", "engine") if c in df]
+        cols = [c for c in ("label", "final_loss", "best_loss", "gap", "val_loss", "epochs_to_optimum", "diverged", "engine")
+                if c in df]
         def show(c, v):
             if c == "gap":
                 return ratio_text(v) if _finite(v) else "diverged"
             if c == "epochs_to_optimum":
                 return int(v) if _finite(v) else "never"
-            if c in ("final_loss", "best_loss") and not _finite(v):
+            if c in ("final_loss", "best_loss", "val_loss") and not _finite(v):
                 return "diverged"
             return v
 
         rows = [[show(c, df[c].iloc[i]) for c in cols] for i in order]
         classes = ["best" if i == best else "" for i in order]
-        headers = [{"final_loss": "final MSE", "best_loss": "best MSE", "gap": "final / optimum",
+        headers = [{"final_loss": "final MSE", "best_loss": "best MSE", "gap": "final / optimum", "val_loss": "held-out MSE",
                     "epochs_to_optimum": f"epochs to {CONVERGED_GAP:g}x optimum"}.get(c, c) for c in cols]
         parts.append(f"<h{level}>Results, best first</h{level}>" + _table(headers, rows, row_classes=classes, stack=True))
     if runs:
@@ -677,13 +683,25 @@ def _repair_verdict(repair) -> tuple[str, str, list[str]]:
         details.append(escape(msg))
     for r in getattr(repair, "reasons", []) or []:
         details.append(escape(str(r)))
+    budget = _budget_text(getattr(repair, "budget_", None))
+    if budget:
+        details.append(escape(budget))
     return kind, headline, details
+
+
+def _budget_text(budget) -> str | None:
+    """The repair's budget line ("budget: ..."), drawn from its ``budget_`` dict."""
+    if not budget:
+        return None
+    from .text import budget_line
+
+    return budget_line(budget)
 
 
 def _ablation_baseline(repair) -> float | None:
     """Final MSE of the ablation's baseline run (the user's configuration on the complete rows)."""
     for row in getattr(repair, "ablation_", None) or []:
-        if str(row.get("label", "")).startswith("baseline") and _finite(row.get("final_mse")):
+        if row.get("role") == "baseline" and _finite(row.get("final_mse")):
             return float(row["final_mse"])
     return None
 
@@ -701,8 +719,7 @@ def _lr_sweep(repair):
     """(lrs, final MSE) of the ablation's "all fixes" runs at each learning rate, sorted by rate."""
     pts = {}
     for row in getattr(repair, "ablation_", None) or getattr(repair, "ablation", None) or []:
-        label = str(row.get("label", ""))
-        if label.startswith("all fixes") and "without" not in label and row.get("learning_rate") is not None:
+        if row.get("role") == "all" and row.get("learning_rate") is not None:
             v = row.get("final_mse")
             pts[float(row["learning_rate"])] = float(v) if _finite(v) else float("nan")
     if len(pts) < 3:
@@ -791,16 +808,16 @@ def repair_fragment(repair, *, level: int = 2, prefix: str = "") -> str:
     ablation = list(getattr(repair, "ablation_", None) or getattr(repair, "ablation", None) or [])
     if ablation:
         optimum = getattr(repair, "optimum", None)
-        cols = ["label", "learning_rate", "scale_x", "scale_y", "loss", "epochs", "final_mse", "diverged"]
+        cols = ["label", "role", "learning_rate", "scale_x", "scale_y", "loss", "epochs", "final_mse", "diverged"]
         finals = [float(r["final_mse"]) if _finite(r.get("final_mse")) else float("inf") for r in ablation]
         best = int(np.argmin(finals))
         rows = []
         for r in ablation:
             row = [r.get(c) for c in cols]
             g = float(r["final_mse"]) / optimum if _finite(r.get("final_mse")) and _finite(optimum) and optimum else None
-            row.insert(7, ratio_text(g) if g is not None else "diverged")
+            row.insert(8, ratio_text(g) if g is not None else "diverged")
             rows.append(row)
-        headers = ["run", "learning rate", "scale x", "scale y", "loss", "epochs", "final MSE", "final / optimum",
+        headers = ["run", "role", "learning rate", "scale x", "scale y", "loss", "epochs", "final MSE", "final / optimum",
                    "diverged"]
         parts.append(f"<h{level}>Ablation: every training run of the repair</h{level}>"
                      + _table(headers, rows, row_classes=["best" if i == best else "" for i in range(len(rows))],

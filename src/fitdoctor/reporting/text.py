@@ -123,3 +123,16 @@ def lr_stop_text(finder) -> str | None:
                 f"value there, while the smoothed curve was still falling; rates just below {fmt(div)} may still "
                 "train, and the suggestion stays well below them")
     return f"the loss blew up from learning rate {fmt(div)} on: the smoothed curve turns up before that rate"
+
+
+def budget_line(budget: dict | None) -> str | None:
+    """One line for the reports: what the repair spent, as a ratio to one plain fit where measured."""
+    if not budget:
+        return None
+    parts = [f"{budget['wall_seconds']:.1f} s", f"{budget['runs']} training runs",
+             f"{budget['epochs_trained']} epochs (the work of {budget['fit_equivalents']:.3g} plain fits)"]
+    if budget.get("rungs"):
+        parts.append("successive halving " + " -> ".join(f"{r['candidates']} at {r['epochs']} epochs" for r in budget["rungs"]))
+    if budget.get("ratio_to_fit") is not None:
+        parts.append(f"{budget['ratio_to_fit']:.2g}x one plain fit ({budget['fit_seconds']:.2g} s)")
+    return "budget: " + ", ".join(parts)

@@ -35,6 +35,7 @@ class Sample:
     weight_norms: dict[str, float] = field(default_factory=dict)    # per layer
     update_ratios: dict[str, float] = field(default_factory=dict)   # ||dW|| / ||W|| per step, per layer
     dead_relu: dict[str, float] = field(default_factory=dict)       # fraction of units zero on every row
+    sample_rows: int | None = None              # rows the activation statistics were measured on
     saturation: float | None = None             # fraction of outputs at the bound of a bounded activation
     pred_std: float | None = None
     pred_mean: float | None = None

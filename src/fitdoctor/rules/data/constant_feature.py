@@ -11,6 +11,8 @@ class ConstantFeature(Rule):
 
     ## What it does
     Finds columns whose standard deviation is zero on the finite rows.
+    Minimum evidence: 2 finite rows (a column that takes one value on them is constant; no estimate
+    is involved).
 
     ## Why is this bad?
     A constant column carries no information but adds a direction in which the loss is flat:

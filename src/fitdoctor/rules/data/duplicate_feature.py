@@ -11,6 +11,8 @@ class DuplicateFeature(Rule):
 
     ## What it does
     Finds pairs of columns that are identical on every finite row.
+    Minimum evidence: 2 finite rows and 2 columns (two columns equal on every row; no estimate is
+    involved).
 
     ## Why is this bad?
     Two identical columns make the design matrix singular: infinitely many weight pairs give

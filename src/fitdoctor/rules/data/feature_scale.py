@@ -18,6 +18,8 @@ class FeatureScale(Rule):
     Compares the typical magnitude (root mean square) of every varying feature column and
     flags the data when the largest and smallest differ by 100x or more, or when a column is so
     large (RMS >= 1000) that a freshly initialised layer produces huge outputs.
+    Minimum evidence: 2 finite rows and one varying column (each column's RMS over every finite row,
+    as seen by the first trainable layer).
 
     ## Why is this bad?
     A weight on a column in the thousands must be a thousand times smaller than one on a

@@ -22,6 +22,9 @@ class IllConditioned(Rule):
     Computes kappa, the ratio of the largest to the smallest eigenvalue of the MSE Hessian of a
     linear model, ``2/n [X 1]^T [X 1]``, on the raw inputs and on standardised inputs, and flags
     kappa >= 1000.
+    Minimum evidence: at least as many finite rows as columns + 1 (the bias); with fewer rows
+    ``[X 1]`` has a null space whatever the data, so kappa is infinite by construction and says
+    nothing about the features.
 
     ## Why is this bad?
     Gradient descent converges along the slowest direction at a rate ``1 - 2/kappa`` per step at
@@ -46,6 +49,8 @@ class IllConditioned(Rule):
 
     def detect(self, ctx):
         if ctx.n < 2 or ctx.X.shape[1] == 0:
+            return []
+        if ctx.n < len(ctx.gram_eigenvalues):  # fewer rows than weights + bias: singular by construction
             return []
         kappa = condition_number(ctx.gram_eigenvalues)
         if kappa < CONDITION_LIMIT:

@@ -16,6 +16,8 @@ class NanInfData(Rule):
     ## What it does
     Counts the empty (NaN) and infinite cells, by column, and lists the rows that hold them.
     During training it watches for a NaN loss on a batch that held non-finite values.
+    Minimum evidence: one non-finite cell (a count, not an estimate); during training, a NaN loss on
+    a batch known to hold non-finite inputs or targets.
 
     ## Why is this bad?
     One NaN in a batch makes that batch's loss and gradients NaN; after the update every weight

@@ -33,6 +33,9 @@ class Outliers(Rule):
     Computes robust z-scores of the targets (distance from the median in units of 1.4826 x the
     median absolute deviation) and flags rows with |z| > 5, reporting how much of the total
     squared deviation those rows carry. Quiet when the loss is already robust (Huber, MAE, log-cosh).
+    Minimum evidence: 8 finite targets (the median and MAD of fewer say little) and a built-in loss:
+    for a custom loss (``ctx.config.custom_loss``) its robustness is unknown, so the rule reports
+    nothing and the report notes "custom loss `NAME`: not judged".
 
     ## Why is this bad?
     Squared error grows with the square of the distance: one target at z = 20 weighs as much as
@@ -61,6 +64,8 @@ class Outliers(Rule):
             return []
         if ctx.config.loss in ROBUST_LOSSES:
             return []  # the loss already limits what the tail can do
+        if ctx.config.custom_loss:
+            return []  # a custom loss's robustness is unknown: not judged (diagnose notes it)
         z = robust_z(y)
         out = np.abs(z) > Z_LIMIT
         if not out.any():

@@ -22,6 +22,9 @@ class SkewedTarget(Rule):
     ## What it does
     Computes the sample skewness of the targets and flags |skew| > 1 (with at least 8 rows).
     For positive targets it also reports the skewness after a log transform.
+    Minimum evidence: 8 finite targets with non-zero spread (the skewness of fewer is noise) and a
+    built-in loss: for a custom loss (``ctx.config.custom_loss``) the rule reports nothing (the
+    report notes "custom loss `NAME`: not judged").
 
     ## Why is this bad?
     Under MSE the few rows of the long tail carry most of the squared error: they dominate the
@@ -49,6 +52,8 @@ class SkewedTarget(Rule):
             return []
         if ctx.config.loss in ROBUST_LOSSES:
             return []  # the loss already limits what the tail can do
+        if ctx.config.custom_loss:
+            return []  # a custom loss's robustness is unknown: not judged (diagnose notes it)
         g1 = skewness(y)
         if abs(g1) <= SKEW_LIMIT:
             return []

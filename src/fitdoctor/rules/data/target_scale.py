@@ -17,6 +17,7 @@ class TargetScale(Rule):
     network predicts values of order 1 around 0; targets with RMS above 10 (or below 0.1) are
     flagged as a warning, and targets whose mean is more than 3 standard deviations from zero
     as a note.
+    Minimum evidence: 2 finite targets (mean, standard deviation and RMS over every finite row).
 
     ## Why is this bad?
     With incomes of 27,840 to 63,600 the network must grow its output weights and bias to tens

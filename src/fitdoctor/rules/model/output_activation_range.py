@@ -5,6 +5,8 @@ import numpy as np
 from ...findings import Fix
 from ...model.inspect import ACTIVATION_RANGE
 from ..base import Rule
+from . import layer_kinds
+from .layer_kinds import add_note
 
 #: after training, a loss at or above this fraction of var(y) is no better than the mean predictor
 NEAR_VAR = 0.9
@@ -19,6 +21,15 @@ class OutputActivationRange(Rule):
     Compares the range of the last activation (sigmoid and softmax: [0, 1], tanh: [-1, 1],
     relu: [0, inf), ...) with the targets, and reports the share of targets it cannot reach and
     the lowest MSE any such model could achieve (the error of clipping the targets to the range).
+    The last activation is found by walking back from the output over layers that keep a range
+    (Dropout, Flatten, Reshape, pooling); a model ending in an LSTM, GRU or SimpleRNN is bounded by
+    its activation (tanh: [-1, 1]), a Conv1D with ReLU followed by global pooling by [0, inf).
+    When a layer that rescales (BatchNormalization, Rescaling, a Lambda) follows a bounded
+    activation, the output's range is unknown: nothing is reported and the report says so.
+
+    Minimum evidence: one finite target outside the range (before training); after training,
+    the output activation, var(y) and an MSE-comparable loss over at least one epoch, with either
+    the targets' mean or one recorded sample of the outputs' saturation.
 
     ## Why is this bad?
     A sigmoid output predicting incomes of 40,000 is stuck at 1.0: the loss stays near
@@ -46,6 +57,15 @@ class OutputActivationRange(Rule):
 
     def detect(self, ctx):
         act = (ctx.model_info.output_activation or "linear").lower()
+        if ctx.model is not None:  # any layer kind: walk back over layers that keep the range
+            found, layer, reason = layer_kinds.output_activation(ctx.model)
+            if reason is not None:
+                bounded = [l.name for l in layer_kinds.leaf_layers(ctx.model)
+                           if (layer_kinds.activation_name(l) or "linear") in ACTIVATION_RANGE]
+                if bounded:  # a bounded activation inside, but the output's range is not known: no guess
+                    add_note(ctx, f"output-activation-range: not judged: {reason}")
+                return []
+            act = (found or "linear").lower()
         if act not in ACTIVATION_RANGE:
             return []
         lo, hi = ACTIVATION_RANGE[act]

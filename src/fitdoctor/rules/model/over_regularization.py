@@ -28,6 +28,10 @@ class OverRegularization(Rule):
     unpenalised least-squares MSE; flags a penalty that raises the achievable MSE by more than
     10%. For other models it flags dropout rates of 0.5 or more and L1/L2 factors of 0.1 or more.
 
+    Minimum evidence: for a linear model, 2 finite rows and one feature (the penalised
+    least-squares MSE is computed from them); otherwise the layers' settings only, reported as an
+    info, never as a measured effect.
+
     ## Why is this bad?
     The optimizer converges to the minimum of loss + penalty, not of the loss: a strong penalty
     shrinks the weights toward zero and the training loss plateaus well above what the data

@@ -7,32 +7,42 @@ from ..base import Rule
 
 
 def _is_builtin_loss(loss) -> bool:
-    """Keras' own losses align the ranks of y_true and y_pred; user functions may not."""
+    """Keras' own losses align the ranks of y_true and y_pred, and so does Keras for a plain function
+    given to ``compile`` (it wraps it in a ``LossFunctionWrapper``, which squeezes or expands y_true to
+    y_pred's rank); only a ``Loss`` subclass with its own ``call`` sees the shapes as given."""
     if loss is None or isinstance(loss, str):
         return True
     module = getattr(loss, "__module__", None) or type(loss).__module__
-    return str(module).startswith("keras")
+    if str(module).startswith("keras"):
+        return True
+    import keras
+
+    return not isinstance(loss, keras.losses.Loss)
 
 
 class ShapeBroadcast(Rule):
     """Checks for targets whose shape makes the loss broadcast instead of compare row by row.
 
     ## What it does
-    Compares the targets' shape with the model's output shape. When the loss is a custom
-    function, it evaluates the loss on a few rows as given and with the targets reshaped to
+    Compares the targets' shape with the model's output shape. When the loss is a ``Loss``
+    subclass of the user's (Keras aligns the ranks for its own losses and for plain functions given
+    to ``compile``), it evaluates the loss on a few rows as given and with the targets reshaped to
     the output's shape; if the two differ, the loss is broadcasting. It also flags targets with
     more columns than the model has outputs.
+
+    Minimum evidence: 2 finite rows (a loss on one row cannot broadcast).
 
     ## Why is this bad?
     ``y_true`` of shape (n,) minus ``y_pred`` of shape (n, 1) broadcasts to an (n, n) matrix: the
     loss compares every prediction with every target, its minimum is the mean predictor, and
-    training "converges" to a constant. Keras' built-in losses align the ranks; hand-written
-    ones often do not.
+    training "converges" to a constant. Keras' built-in losses align the ranks, and Keras wraps a
+    plain loss function so that it does too; a ``Loss`` subclass's ``call`` gets the shapes as given.
 
     ## Example
     ```python
-    def my_mse(y_true, y_pred):
-        return keras.ops.mean((y_true - y_pred) ** 2)   # y_true (32,), y_pred (32, 1)
+    class MyMSE(keras.losses.Loss):
+        def call(self, y_true, y_pred):
+            return keras.ops.mean((y_true - y_pred) ** 2, axis=-1)   # y_true (32,), y_pred (32, 1)
     ```
 
     ## Use instead

@@ -20,6 +20,10 @@ class UnderfitCapacity(Rule):
     least 2x better, the model cannot converge to a good loss however it is trained. During
     training it flags a loss stuck at the least-squares optimum.
 
+    Minimum evidence: a linear model, a finite least-squares MSE and a cross-validated
+    nonlinear reference (without it, nothing is reported); during training, at least one finite
+    epoch of an MSE-comparable loss.
+
     ## Why is this bad?
     Training "does not converge" only in the sense that it converges to the wrong place: the
     loss plateaus at the least-squares error, and more epochs, other learning rates or other

@@ -14,6 +14,9 @@ class WrongLoss(Rule):
     Flags cross-entropy, hinge and KL-divergence losses when the targets are continuous (not
     all 0/1, or not one-hot).
 
+    Minimum evidence: the loss's name and the finite targets (up to 100,000 of them are
+    looked at); targets with at most two levels, 0 and 1, are left alone.
+
     ## Why is this bad?
     Cross-entropy expects probabilities in [0, 1]: on a target of 40,000 it rewards pushing the
     prediction to the edge of its range, not toward the target, so the "loss" can fall while the

@@ -24,6 +24,9 @@ class AdamLargeTarget(Rule):
     ``(d / 2 lr)^2``). It fires when that bound exceeds the steps you give (epochs x steps per
     epoch) and standardising the targets would cut it at least 10x. During training it flags a
     loss that falls by a roughly constant amount per epoch while still far above the optimum.
+    Minimum evidence: an adaptive optimizer, 2 finite rows and the epochs (the step bound needs the
+    least-squares solution of the output layer and the steps given); during training, a crawl over
+    at least 5 finite epochs (``curves.MIN_TAIL``).
 
     ## Why is this bad?
     Adam normalises each gradient by its running RMS: with targets of 40,000 the bias must reach

@@ -16,6 +16,8 @@ class BatchSize(Rule):
     Flags a batch size at least as large as the data when that leaves fewer steps than the step
     bounds say are needed (a smaller batch would give more updates per epoch), and batches of
     4 or fewer rows on large data sets (noisy gradients, slow epochs).
+    Minimum evidence: the number of rows and the batch size; a batch at least as large as the data
+    is flagged only when the epochs are known and the step bound exceeds the steps they give.
 
     ## Why is this bad?
     With batch_size >= n every epoch is one optimizer step: 200 epochs are 200 steps. With very

@@ -15,6 +15,9 @@ class LrTooHigh(Rule):
     learning rate exceeds it (the loss then grows by ``|1 - lr lambda_max|^2`` per step). For
     adaptive optimizers, whose step is ~lr, it fires when one step is larger than the largest
     weight the solution needs. During training it flags divergence, NaN and oscillation.
+    Minimum evidence: 2 finite rows (SGD: the largest eigenvalue of the output layer's Hessian;
+    adaptive optimizers: an exact least-squares solution); during training, 2 finite epochs for a
+    divergence and 10 (``2 x curves.MIN_TAIL``) for an oscillation.
 
     ## Why is this bad?
     Above the limit every step overshoots the minimum by more than it corrects: the loss grows

@@ -16,6 +16,8 @@ class LrTooLow(Rule):
     SGD: the exact quadratic decay of the excess loss, set by the condition number) and fires when
     they exceed the steps you give while a larger learning rate, still below the stable limit,
     would fit in them. During training it flags a loss that crawls far above the optimum.
+    Minimum evidence: 2 finite rows, the epochs and a finite step bound; during training, a falling
+    loss over at least 5 finite epochs (``curves.MIN_TAIL``).
 
     ## Why is this bad?
     The loss falls, but so slowly that training ends long before the minimum: the run looks like

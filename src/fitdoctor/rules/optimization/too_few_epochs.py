@@ -20,6 +20,8 @@ class TooFewEpochs(Rule):
     `adam-large-target` when the targets' scale is what makes the run slow). During training
     it flags a loss still falling steadily at the last epoch, with an extrapolated number of
     epochs still needed.
+    Minimum evidence: 2 finite rows, the epochs and a finite step bound; during training, a falling
+    loss over at least 5 finite epochs (``curves.MIN_TAIL``).
 
     ## Why is this bad?
     The curve is still going down when training stops, and the final loss is reported as if it

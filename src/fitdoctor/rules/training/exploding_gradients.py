@@ -12,6 +12,9 @@ class ExplodingGradients(Rule):
     per-layer gradient norms on a fixed sample batch and fires when they grow 100x or more over
     their early level, or turn inf/NaN, and when the loss turns NaN without non-finite inputs.
 
+    Minimum evidence: a non-finite epoch of the loss, or at least 2 sampled gradient norms
+    (growth is measured against the median of the first three); with one sample nothing is reported.
+
     ## Why is this bad?
     Each update is proportional to the gradient: once the norm explodes, one step throws the
     weights far from anything sensible, the loss jumps to inf and then NaN, and training cannot

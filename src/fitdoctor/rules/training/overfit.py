@@ -14,6 +14,9 @@ class Overfit(Rule):
     rose by more than 10% above its minimum (and ``min_delta``) for ``patience`` epochs while the
     training loss kept falling, and reports the best epoch and the gap between the two curves.
 
+    Minimum evidence: 3 finite epochs of validation loss, and a rise above the best one for at
+    least ``patience`` epochs including the last; with fewer epochs nothing is reported.
+
     ## Why is this bad?
     The model is memorising the training rows: training longer makes predictions on new data
     worse ("a model that is too complex for the dataset can overfit"). The weights

@@ -17,6 +17,9 @@ class VanishingGradients(Rule):
     updates are ~1e-7 of their weights or 1000x smaller than the last layer's while the loss is
     still far above the optimum.
 
+    Minimum evidence: per-layer gradient norms of at least 2 layers in a sample after step 0,
+    and the pattern in at least half of those samples, the last one included.
+
     ## Why is this bad?
     Saturated sigmoids/tanh and deep stacks multiply small derivatives: the first layers stop
     learning, the loss plateaus, and more epochs do not help.
