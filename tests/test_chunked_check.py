@@ -58,3 +58,16 @@ def test_unknown_target_is_an_input_error(tmp_path):
     _frame(50).to_csv(path, index=False)
     with pytest.raises(InputError, match="incme|income|columns"):
         chunked.read_in_chunks(str(path), "incme", sample_rows=10, chunk_rows=20)
+
+
+def test_check_command_reads_a_large_file_in_chunks_and_says_so(tmp_path, monkeypatch, capsys):
+    from fitdoctor.cli import main
+
+    path = tmp_path / "data.csv"
+    _frame(1000).to_csv(path, index=False)
+    monkeypatch.setattr(chunked, "SAMPLE_ROWS", 300)
+    monkeypatch.setattr(chunked, "CHUNK_ROWS", 256)
+    code = main(["check", str(path), "--target", "income", "--no-probe", "--format", "json"])
+    out = capsys.readouterr().out
+    assert code in (0, 1)
+    assert "read 1,000 rows in chunks of 256" in out

@@ -55,13 +55,13 @@ def configured_selectors(args):
 
 
 def load_and_diagnose(args):
-    from ..data.loading import load_dataset
+    from ..data.chunked import load_for_check
     from ..diagnosis import diagnose
     from ..rules import select_rules
 
     select, ignore, source = configured_selectors(args)
     select_rules(select, ignore, source=source)  # validate before the expensive part
-    data = load_dataset(args.data, args.target, several_targets=True)
+    data = load_for_check(args.data, args.target, several_targets=True, seed=args.seed)  # large files: in chunks
     model_notes: list[str] = []
     model = load_model_file(args.model, model_notes) if args.model else None
     from ..model.multi_io import columns_as_inputs, input_columns_note

@@ -226,7 +226,7 @@ def _run_by_epoch(base, data: _Data, groups: list[list[RunSpec]], seed: int,
     first_batches = [tuple(a[0] for a in b) for b in batches]
     args0 = (state, fixed, first_batches, True)
     key = _by_epoch_key(base, groups, args0, fused)
-    compiled = _cached_compile(all_groups, args0, key, optimise=True)
+    compiled = _cached_compile(all_groups, args0, key, optimise=True, donate=(0,))  # the state is replaced each epoch
     losses = [[] for _ in programs]
     mses = [[] for _ in programs]
     mse0 = [None] * len(programs)
@@ -245,13 +245,13 @@ def _run_by_epoch(base, data: _Data, groups: list[list[RunSpec]], seed: int,
     return results
 
 
-def _cached_compile(fn, args, key, optimise: bool):
+def _cached_compile(fn, args, key, optimise: bool, donate: tuple[int, ...] = ()):
     import jax
 
     compiled = _PROGRAM_CACHE.get(key) if key is not None else None
     if compiled is None:
         with _no_gc():
-            compiled = _compile(jax.jit(fn).lower(*args), optimise)
+            compiled = _compile(jax.jit(fn, donate_argnums=donate).lower(*args), optimise)
         if key is not None:
             _PROGRAM_CACHE[key] = compiled
             while len(_PROGRAM_CACHE) > _PROGRAM_CACHE_SIZE:
