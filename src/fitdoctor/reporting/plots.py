@@ -511,12 +511,15 @@ class PredictionErrorDisplay:
     @classmethod
     def from_model(cls, model, X, y, *, target_name: str = "target", kind: str = "actual_vs_predicted",
                    ax=None) -> "PredictionErrorDisplay":
-        """Predict with a Keras model on the finite rows of ``X``, ``y``."""
+        """Predict with a Keras model on the finite rows of ``X``, ``y`` (``X`` in the shape the model takes:
+        tables, sequences, images). The model is called directly, never through ``predict``: on JAX a
+        ``predict`` that raises leaves the model's variables without values."""
+        from ..model.replica import call_model
+
         X = np.asarray(X, dtype=float)
-        X = X.reshape(len(X), -1)
         y = np.asarray(y, dtype=float).reshape(len(X), -1)[:, 0]
-        ok = np.isfinite(X).all(axis=1) & np.isfinite(y)
-        pred = np.asarray(model.predict(X[ok], verbose=0), dtype=float).reshape(ok.sum(), -1)[:, 0]
+        ok = np.isfinite(X.reshape(len(X), -1)).all(axis=1) & np.isfinite(y)
+        pred = call_model(model, X[ok]).reshape(ok.sum(), -1)[:, 0]
         return cls.from_predictions(y[ok], pred, target_name=target_name, kind=kind, ax=ax)
 
     @classmethod
