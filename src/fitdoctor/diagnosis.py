@@ -111,7 +111,7 @@ def build_context(model=None, X=None, y=None, *, optimizer=None, learning_rate=N
     return ctx
 
 
-@accepts_several_inputs_outputs  # H3 (#11): several inputs/outputs trained as one flat model
+@accepts_several_inputs_outputs  # several inputs/outputs trained as one flat model
 def diagnose(model=None, X=None, y=None, *, optimizer=None, loss=None, epochs=None, batch_size=None,
              validation_data=None, probe=True, seed=0, learning_rate=None, select=None, ignore=None,
              feature_names=None, target_name=None, nonlinear_reference=True, progress=None,
@@ -242,7 +242,7 @@ def _probe_epochs(ctx: Context) -> int:
 
 
 def _probe_budget(ctx: Context, n_rows: int, seed: int):
-    """H2 (#14): the probe's rows on large data (experiments/budget.py's rule, seeded)."""
+    """The probe's rows on large data (experiments/budget.py's rule, seeded)."""
     from .experiments.budget import plan_budget
 
     info = getattr(ctx, "model_info", None)
@@ -264,7 +264,7 @@ def run_probe(ctx: Context, findings: list[Finding], *, seed: int = 0, progress=
         from .experiments.engine import RunSpec, replica_check_needed, train_runs, verify_replica
     except ImportError:  # pragma: no cover - the engine is part of the package
         return {"notes": ["probe skipped: the experiment engine is not available"]}
-    model = ctx.model if ctx.model is not None else _seed_linear_model(ctx.X.shape[1], seed, ctx.n_targets)  # H3 (#11)
+    model = ctx.model if ctx.model is not None else _seed_linear_model(ctx.X.shape[1], seed, ctx.n_targets)
     epochs = _probe_epochs(ctx)
     cfg = ctx.config
     base = RunSpec(optimizer=cfg.optimizer, learning_rate=cfg.learning_rate, loss=cfg.loss,
@@ -281,7 +281,7 @@ def run_probe(ctx: Context, findings: list[Finding], *, seed: int = 0, progress=
     X = ctx.Xc_model
     y = ctx.Y[ctx.finite_rows] if ctx.n_targets > 1 else ctx.yc
     notes = []
-    # H2 (#14): large data: the seeded rows of experiments/budget.py's rule (the rows compare and repair use)
+    # large data: the seeded rows of experiments/budget.py's rule (the rows compare and repair use)
     bud = _probe_budget(ctx, len(y), seed)
     if bud.subsampled:
         X, y = X[bud.rows], y[bud.rows]
@@ -412,7 +412,7 @@ def probe_architecture(ctx: Context, findings: list[Finding], probe_result: dict
                    loss_object=cfg.loss_object)
     X = ctx.Xc_model
     y = ctx.Y[ctx.finite_rows] if ctx.n_targets > 1 else ctx.yc
-    bud = _probe_budget(ctx, len(y), seed)  # H2 (#14): the same rows as the probe's baseline
+    bud = _probe_budget(ctx, len(y), seed)  # the same rows as the probe's baseline
     if bud.subsampled:
         X, y = X[bud.rows], y[bud.rows]
     n_inputs = tuple(np.shape(X)[1:])

@@ -82,7 +82,7 @@ def summary_text(rep, directory: str | None = None) -> str:
     for reason in rep.reasons:
         lines.append(f"why not further: {reason}")
     lines.append(f"{rep.n_candidates} configurations tried in {rep.seconds:.1f} s")
-    from ..reporting.text import budget_line  # H1 (#14): the repair's budget, one line
+    from ..reporting.text import budget_line  # the repair's budget, one line
 
     if budget_line(getattr(rep, "budget_", None)):
         lines.append(budget_line(rep.budget_))

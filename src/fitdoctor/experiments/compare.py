@@ -27,7 +27,7 @@ from ..model.multi_io import accepts_several_inputs_outputs
 from ..heldout import HoldOut, heldout_references, holdout_plan
 from ..reference import Reference, compute_reference
 from .engine import RunResult, RunSpec, build_trained_model, grid_specs, train_runs
-from .budget import plan_budget  # H2 (#14)
+from .budget import plan_budget
 
 #: grid keys and the RunSpec field each sets
 GRID_KEYS = ("optimizer", "learning_rate", "scale_x", "scale_y", "loss")
@@ -128,7 +128,7 @@ class Comparison:
     words), ``validation_kind_``, ``n_val_rows_``, ``heldout_references_`` (each reference's held-out
     MSE), ``val_optimum_`` / ``val_optimum_kind_`` (the best of them for this model), ``val_losses_``
     (held-out MSE per run, grid order), ``budget_`` (:class:`~fitdoctor.experiments.budget.Budget`: on
-    large data the curves train on a seeded subsample, H2 #14); after :meth:`plot`: ``ax_``, ``figure_``.
+    large data the curves train on a seeded subsample); after :meth:`plot`: ``ax_``, ``figure_``.
 
     Held-out rows: ``validation_data`` (to :meth:`fit`) or ``validation_split`` (Keras's meaning: the
     last fraction of the rows, kept out of training) when given; otherwise a seeded 20% hold-out split
@@ -178,7 +178,7 @@ class Comparison:
             linear = info.is_linear
         except Exception:
             info, linear = None, True
-        # H2 (#14): large data: the curves train on the seeded rows of experiments/budget.py's rule
+        # large data: the curves train on the seeded rows of experiments/budget.py's rule
         self.budget_ = plan_budget(len(y), getattr(info, "n_params", None), base.batch_size, seed=self.seed)
         if self.budget_.subsampled and plan.kind != "k-fold":
             X, y = X[self.budget_.rows], y[self.budget_.rows]
@@ -286,7 +286,7 @@ class Comparison:
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable({
             "n_rows": self.n_rows_,
-            "budget": self.budget_.to_dict() if getattr(self, "budget_", None) is not None else None,  # H2 (#14)
+            "budget": self.budget_.to_dict() if getattr(self, "budget_", None) is not None else None,
             "optimum": self.optimum_,
             "optimum_kind": "least_squares" if self.linear_model_ else "reference",
             "reference": self.reference_.to_dict(),
@@ -332,7 +332,7 @@ class Comparison:
         return notebook_html(self)
 
 
-@accepts_several_inputs_outputs  # H3 (#11): several inputs/outputs trained as one flat model
+@accepts_several_inputs_outputs  # several inputs/outputs trained as one flat model
 def compare(model, X, y, *, grid: dict[str, list] | None = None, epochs: int | None = None,
             batch_size: int | None = None, seed: int = 0, engine: str = "auto",
             callback: Callable[[int, int], None] | None = None, executor=None, validation_data=None,

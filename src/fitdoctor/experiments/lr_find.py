@@ -291,7 +291,7 @@ class LRFinder:
         return notebook_html(self)
 
 
-@accepts_several_inputs_outputs  # H3 (#11): several inputs/outputs trained as one flat model
+@accepts_several_inputs_outputs  # several inputs/outputs trained as one flat model
 def find_lr(model, X, y, *, start_lr: float = 1e-6, end_lr: float = 10.0, steps: int = 100,
             optimizer: str | None = None, loss: str | None = None, batch_size: int = 32, seed: int = 0,
             engine: str = "auto", validation_data=None, validation_split: float | None = None) -> LRFinder:

@@ -145,7 +145,7 @@ def _pack_loss(obj) -> tuple[str, Any]:
     return "pickled", _dumps(obj)
 
 
-# --- H5 (#11): Keras 3's Huber.get_config() omits `delta` (CosineSimilarity and SparseCategoricalCrossentropy
+# Keras 3's Huber.get_config() omits `delta` (CosineSimilarity and SparseCategoricalCrossentropy
 # omit `axis`), so Huber(delta=2.0) arrived in the worker as Huber(delta=1.0) and the replica check failed on TF
 def _loss_config(obj) -> dict[str, Any]:
     """``obj.get_config()`` plus the loss function's keyword arguments its constructor takes but the config lacks."""
@@ -161,7 +161,6 @@ def _loss_config(obj) -> dict[str, Any]:
         if key in params and key not in config:
             config[key] = value
     return config
-# --- end H5 (#11)
 
 
 def _unpack_loss(packed: tuple[str, Any]):

@@ -1292,7 +1292,7 @@ def _verdict_text(s: _Setup, search: _Search, c: _Candidates, vd: _Verdict,
     return message, reasons, validation
 
 
-@accepts_several_inputs_outputs  # H3 (#11): several inputs/outputs trained as one flat model
+@accepts_several_inputs_outputs  # several inputs/outputs trained as one flat model
 def repair(model, X, y, *, optimizer=None, loss=None, epochs=None, batch_size=None, validation_data=None,
            validation_split: float | None = None, seed: int = 0, learning_rate: float | None = None,
            noise_floor: float | None = None, progress: Callable[[str, int, int], None] | None = None,
@@ -1332,7 +1332,7 @@ def repair(model, X, y, *, optimizer=None, loss=None, epochs=None, batch_size=No
         if progress is not None:
             progress(stage, min(step[0], total_steps[0]), total_steps[0])
 
-    # H2 (#14): large data: experiments on a seeded subsample (experiments/budget.py), the final fit on all rows
+    # large data: experiments on a seeded subsample (experiments/budget.py), the final fit on all rows
     if _budget:
         Xa, ya = _as_arrays(X, y)
         ok = np.isfinite(Xa.reshape(len(Xa), -1)).all(axis=1) & np.isfinite(ya.reshape(len(ya), -1)).all(axis=1)
@@ -1346,7 +1346,6 @@ def repair(model, X, y, *, optimizer=None, loss=None, epochs=None, batch_size=No
                                        validation_data=validation_data, validation_split=validation_split,
                                        learning_rate=learning_rate, noise_floor=noise_floor,
                                        feature_names=feature_names, target_name=target_name, data_path=data_path)
-    # end H2 (#14)
     s = _setup(model, X, y, optimizer=optimizer, loss=loss, epochs=epochs, batch_size=batch_size,
                validation_data=validation_data, validation_split=validation_split, seed=seed,
                learning_rate=learning_rate, noise_floor=noise_floor, feature_names=feature_names,

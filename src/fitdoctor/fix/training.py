@@ -220,7 +220,7 @@ def train_plain(model, X, y, recipe: Recipe, *, seed: int, cache: dict, validati
 
     class _EpochMSE(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            # H5 (#11): one compiled program; an eager call re-compiles an LSTM's scan every epoch on JAX
+            # one compiled program; an eager call re-compiles an LSTM's scan every epoch on JAX
             # (0.5 s an epoch: 400 s of a 5-epoch LSTM repair); for a Dense MLP 0.5 ms instead of 3 ms
             pred = np.asarray(self.model.predict_on_batch(X32), np.float64)
             with np.errstate(over="ignore", invalid="ignore"):

@@ -404,7 +404,7 @@ class _Sampler:
                 self.var_layer.setdefault(id(v), layer.name)
         self.tvars = list(model.trainable_variables)
         self.names = [self.var_layer.get(id(v), v.path.split("/")[0]) for v in self.tvars]
-        # H5 (#11): Dense, convolution, Activation("relu") and ReLU layers (rules.model.layer_kinds)
+        # Dense, convolution, Activation("relu") and ReLU layers (rules.model.layer_kinds)
         from ..rules.model.layer_kinds import is_relu_layer
 
         self.relu_layers = [l for l in _flat_layers(model) if is_relu_layer(l)]
@@ -518,7 +518,7 @@ class _Sampler:
             return self._summarise(epoch, step, prev, loss, grads, outs, tv)
 
     def _summarise(self, epoch, step, prev, loss, grads, outs, tv):
-        from ..rules.model.layer_kinds import dead_unit_fraction, unit_axis  # H5 (#11)
+        from ..rules.model.layer_kinds import dead_unit_fraction, unit_axis
 
         weights = {}
         for name, w in zip(self.names, tv):
@@ -539,7 +539,7 @@ class _Sampler:
                 if name in prev[1] and s.weight_norms[name] > 0:
                     s.update_ratios[name] = float(np.linalg.norm(w - prev[1][name])) / s.weight_norms[name] / (step - prev[0])
         for layer, out in zip(self.relu_layers, outs[:-1]):
-            # H5 (#11): a unit is a Dense unit or a convolution's filter, dead when <= 0 at every row and position
+            # a unit is a Dense unit or a convolution's filter, dead when <= 0 at every row and position
             s.dead_relu[layer.name] = dead_unit_fraction(out, unit_axis(layer))
             s.sample_rows = int(len(out))
         pred = np.asarray(outs[-1], dtype=np.float64).reshape(len(outs[-1]), -1)

@@ -557,7 +557,7 @@ def comparison_fragment(comparison, *, level: int = 2, prefix: str = "") -> str:
         gaps = df["gap"].astype(float).to_numpy() if "gap" in df else np.full(len(df), np.nan)
         finals = df["final_loss"].astype(float).to_numpy() if "final_loss" in df else np.full(len(df), np.nan)
         order = np.argsort(np.where(np.isfinite(finals), finals, np.inf))
-        if "rank" in df:  # H4 (#12): ranked on held-out rows
+        if "rank" in df:  # ranked on held-out rows
             order = np.argsort(df["rank"].to_numpy(), kind="stable")
         best = int(order[0])
         n_conv = int(np.sum(np.isfinite(gaps) & (gaps <= CONVERGED_GAP)))
@@ -577,7 +577,7 @@ def comparison_fragment(comparison, *, level: int = 2, prefix: str = "") -> str:
                               if _finite(finals[worst]) else "diverged (NaN or infinite)."))
         if n_div:
             details.append(f"{n_div} configuration{'s' if n_div != 1 else ''} diverged.")
-        if getattr(comparison, "validation_", None):  # H4 (#12)
+        if getattr(comparison, "validation_", None):
             details.append(f"Ranked by held-out MSE ({escape(comparison.validation_)}); held-out optimum "
                            f"({escape(str(comparison.val_optimum_kind_))}) {_num(comparison.val_optimum_)}.")
         parts.append(_verdict_box(kind, headline, details))

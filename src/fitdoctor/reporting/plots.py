@@ -529,7 +529,7 @@ class PredictionErrorDisplay:
         y = getattr(repair, "_y", None)
         if X is None or y is None:
             raise ValueError("the repair holds no training data to predict on")
-        model = getattr(repair, "flat_model", None) or repair.model  # several inputs: X holds them side by side (H3 #11)
+        model = getattr(repair, "flat_model", None) or repair.model  # several inputs: X holds them side by side
         return cls.from_model(model, X, y, target_name=getattr(repair, "target_name", "target"), kind=kind, ax=ax)
 
     def plot(self, ax=None, *, kind: str = "actual_vs_predicted") -> "PredictionErrorDisplay":
