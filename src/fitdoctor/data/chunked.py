@@ -50,17 +50,10 @@ class ChunkedRead:
 def _csv_chunks(path: str, chunk_rows: int):
     import pandas as pd
 
-    from .loading import _sniff_delimiter
+    from .loading import _sniff_delimiter, csv_read_errors
 
-    try:
+    with csv_read_errors(path):
         yield from pd.read_csv(path, sep=_sniff_delimiter(path), chunksize=chunk_rows)
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{path} is empty: give a CSV file with a header row and at least two data rows") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path} is not UTF-8 text: save it as UTF-8 CSV") from None
-    except (pd.errors.ParserError, ValueError, OverflowError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise InputError(f"cannot parse {path} as CSV ({first}): check the delimiter and quoting") from None
 
 
 def _parquet_chunks(path: str, chunk_rows: int):

@@ -173,20 +173,7 @@ def _training_work(base, data: _Data, groups: list[list[RunSpec]]) -> float:
 
 def _compile_and_run(fn, args, key=None, optimise: bool = False):
     """jit, lower and compile ``fn`` for ``args`` (reusing a program compiled for the same key), run it."""
-    import jax
-
-    compiled = _PROGRAM_CACHE.get(key) if key is not None else None
-    if compiled is None:
-        with _no_gc():
-            lowered = jax.jit(fn).lower(*args)
-            compiled = _compile(lowered, optimise)
-        if key is not None:
-            _PROGRAM_CACHE[key] = compiled
-            while len(_PROGRAM_CACHE) > _PROGRAM_CACHE_SIZE:
-                _PROGRAM_CACHE.popitem(last=False)
-    else:
-        _PROGRAM_CACHE.move_to_end(key)
-    return compiled(*args)
+    return _cached_compile(fn, args, key, optimise)(*args)
 
 
 #: programs with more work than this (see _training_work) train one epoch per call of one compiled
