@@ -29,10 +29,34 @@ SRC = os.path.join(HERE, "..", "src")
 INCOME = os.path.join(HERE, "..", "..", "shared", "data", "income.csv")
 
 USER = textwrap.dedent("""
-    import json, sys, time
+    import json, os, sys, time
     import numpy as np
     import keras
     import fitdoctor
+
+    def tree_cpu():
+        # CPU seconds of this process and its children (the JAX worker) so far: /proc on Linux
+        try:
+            ticks = os.sysconf("SC_CLK_TCK")
+            stats = {{}}
+            for pid in os.listdir("/proc"):
+                if pid.isdigit():
+                    try:
+                        with open(f"/proc/{{pid}}/stat") as f:
+                            fields = f.read().rsplit(")", 1)[1].split()
+                        stats[int(pid)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+                    except (OSError, IndexError, ValueError):
+                        pass
+            mine, todo = {{os.getpid()}}, [os.getpid()]
+            while todo:
+                p = todo.pop()
+                for c, (ppid, _) in stats.items():
+                    if ppid == p and c not in mine:
+                        mine.add(c)
+                        todo.append(c)
+            return sum(stats[p][1] for p in mine if p in stats)
+        except (OSError, ValueError):
+            return time.process_time()
 
     task, weights_file = sys.argv[1], sys.argv[2]
     if task == "income":
@@ -67,16 +91,17 @@ USER = textwrap.dedent("""
 
     ok = np.isfinite(X).all(axis=1) & np.isfinite(y)
     out = {{"backend": keras.backend.backend(), "rows": int(len(y))}}
-    t = time.perf_counter()
+    t, c = time.perf_counter(), tree_cpu()
     user_model().fit(X[ok], y[ok], epochs=epochs, batch_size=batch, verbose=0)
-    out["fit"] = time.perf_counter() - t
+    out["fit"], out["fit_cpu"] = time.perf_counter() - t, tree_cpu() - c
     for rnd in ("first", "warm"):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), tree_cpu()
         report = fitdoctor.diagnose(user_model(), X, y, epochs=epochs, batch_size=batch)
-        out[f"diagnose_{{rnd}}"] = time.perf_counter() - t
-        t = time.perf_counter()
+        out[f"diagnose_{{rnd}}"], out[f"diagnose_{{rnd}}_cpu"] = time.perf_counter() - t, tree_cpu() - c
+        t, c = time.perf_counter(), tree_cpu()
         rep = fitdoctor.repair(user_model(), X, y, epochs=epochs, batch_size=batch)
-        out[f"repair_{{rnd}}"] = time.perf_counter() - t
+        out[f"repair_{{rnd}}"], out[f"repair_{{rnd}}_cpu"] = time.perf_counter() - t, tree_cpu() - c
+    out["stage_seconds"] = {{k: round(v, 2) for k, v in rep.budget_["stage_seconds"].items()}}
     out.update(findings=sorted(report.names), confirmed=sorted(f.name for f in report.findings if f.confirmed),
                applied=rep.applied_names, after_loss=rep.after_loss, probe_engine=report.probe["engine"],
                ablation_engines=sorted({{a["engine"] for a in rep.ablation}}), candidates=rep.n_candidates)
@@ -104,12 +129,17 @@ def main(argv=None) -> int:
             weights = os.path.join(tmp, "init.npz")
             tf = _run(task, "tensorflow", weights)
             jx = _run(task, "jax", weights)
-        fit = tf["fit"]
-        print(f"\n{task} ({tf['rows']:,} rows), user process on TensorFlow; one plain TF fit {fit:.2f} s")
+        fit, fit_cpu = tf["fit"], tf["fit_cpu"]
+        print(f"\n{task} ({tf['rows']:,} rows), user process on TensorFlow; one plain TF fit {fit:.2f} s "
+              f"({fit_cpu:.2f} s CPU)")
         for what, target in (("diagnose", 1.5), ("repair", 3.0)):
             print(f"  {what:<9}: first call {tf[what + '_first']:6.2f} s = {tf[what + '_first'] / fit:5.2f}x the fit "
                   f"(JAX worker start included in the first diagnose), warm {tf[what + '_warm']:6.2f} s = "
                   f"{tf[what + '_warm'] / fit:5.2f}x (target <= {target}x)")
+            print(f"  {'':<9}  CPU time (this process and the JAX worker): first {tf[what + '_first_cpu'] / fit_cpu:5.2f}x, "
+                  f"warm {tf[what + '_warm_cpu'] / fit_cpu:5.2f}x the fit's")
+        print("  repair's stages (warm call, wall seconds): "
+              + ", ".join(f"{k} {v}" for k, v in tf["stage_seconds"].items()))
         print(f"  engines: probe {tf['probe_engine']}, ablation {', '.join(tf['ablation_engines'])}; "
               f"{tf['candidates']} candidate configurations")
         print(f"  on JAX (same initial weights): plain fit {jx['fit']:.2f} s, diagnose {jx['diagnose_warm']:.2f} s, "

@@ -7,8 +7,10 @@ repaired model trains once on all rows; the line says how many rows the experime
 For each n, three fresh processes (so that each peak memory is its own): one plain
 ``model.fit`` of that configuration, ``diagnose(probe=True)``, and ``repair``. Prints each as a
 ratio to the plain fit, in wall time and in CPU time of the process (CPU time is what to compare
-on a shared machine), and the peak resident memory of each process (imports included: about
-0.6 GiB with Keras and JAX loaded).
+on a shared machine), the peak resident memory of each process (imports included: about
+0.6 GiB with Keras and JAX loaded), and where repair's time went (its ``budget_["stage_seconds"]``;
+on a subsample also the epochs of the final fit on all rows, which trains the optimizer steps
+chosen on the subsample: :func:`fitdoctor.experiments.budget.final_epochs`).
 
     KERAS_BACKEND=jax PYTHONPATH=src python benchmarks/bench_scale.py [--sizes 1000,10000,100000,1000000]
 
@@ -56,7 +58,9 @@ CHILD = textwrap.dedent("""
         rep = fitdoctor.repair(model, X, y, epochs=epochs, batch_size=batch)
         out["applied"] = rep.applied_names
         out["after_loss"] = rep.after_loss
-        out["budget"] = (getattr(rep, "budget_", None) or {}).get("subsample")
+        spent = getattr(rep, "budget_", None) or {}
+        out["budget"] = spent.get("subsample")
+        out["stages"] = spent.get("stage_seconds") or {}
     out["seconds"] = time.perf_counter() - t
     out["cpu"] = cpu() - c
     out["peak_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
@@ -92,6 +96,10 @@ def main(argv=None) -> int:
               f"{dia['seconds']:7.2f} s {dia['seconds'] / fit['seconds']:5.2f}x, {dia['cpu'] / fit['cpu']:5.2f}x  "
               f"{rep['seconds']:7.2f} s {rep['seconds'] / fit['seconds']:5.2f}x, {rep['cpu'] / fit['cpu']:5.2f}x  "
               f"{fit['peak_gib']:.2f} / {dia['peak_gib']:.2f} / {rep['peak_gib']:.2f}   applied: {', '.join(rep['applied']) or '-'}; {used}", flush=True)
+        stages = sorted((rep.get("stages") or {}).items(), key=lambda kv: -kv[1])
+        final = (f"; final fit on all rows: {b['final_epochs']} epochs (chosen on the subsample: {b['chosen_epochs']})"
+                 if b.get("subsampled") and "final_epochs" in b else "")
+        print(f"{'':>9}  repair's seconds by stage: " + ", ".join(f"{k} {v:.1f}" for k, v in stages) + final, flush=True)
     return 0
 
 

@@ -65,3 +65,28 @@ def test_a_curve_below_the_variance_is_not_called_constant():
     y = rng.standard_normal(100)
     report = diagnose_history({"loss": [1.2, 0.9, 0.7, 0.6, 0.55, 0.52, 0.5]}, y=y)
     assert "predicts-constant" not in report.names
+
+
+def test_a_crawl_over_three_epochs_is_not_enough_evidence_over_five_it_is():
+    """Issue 12 item 5: a trend needs the minimum the rule's docstring states (5 finite epochs for a crawl):
+    the same straight-line crawl, far above var(y), says nothing after 3 or 4 epochs."""
+    from fitdoctor import diagnose_history
+    from fitdoctor.signals.curves import MIN_TAIL
+
+    rng = np.random.default_rng(0)
+    y = 50 + 10 * rng.standard_normal(200)  # var(y) ~ 100, mean 50: Adam at 1e-3 crawls towards it
+
+    def names(n):
+        crawl = list(np.linspace(2600, 2500, n))
+        return diagnose_history({"loss": crawl}, y=y, optimizer="adam", learning_rate=1e-3).names
+
+    assert MIN_TAIL == 5
+    assert names(3) == [] and names(4) == []
+    assert "adam-large-target" in names(5) and "adam-large-target" in names(20)
+
+
+def test_every_data_and_optimization_rule_states_its_minimum_evidence():
+    from fitdoctor.rules import RULES
+
+    missing = [r.name for r in RULES if r.code[0] in "DO" and "Minimum evidence:" not in (type(r).__doc__ or "")]
+    assert missing == []

@@ -237,3 +237,88 @@ def test_by_epoch_program_matches_the_whole_program_and_serves_every_epoch_count
     assert len(programs._PROGRAM_CACHE) == n_programs
     # the first epochs of the short run are the first epochs of the long one (same batches)
     np.testing.assert_allclose(short[0].mse, by_epoch[0].mse[:2], rtol=1e-6)
+
+
+def _held_out_problem():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(120, 3))
+    y = X @ np.array([1.0, 2.0, -1.0]) + np.sin(3 * X[:, 0]) + 0.3 * rng.normal(size=120)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+    # Adam at a high rate overfits 90 rows: its held-out MSE is lowest before the last epoch
+    specs = [RunSpec("adam", 3e-2, epochs=25, batch_size=16), RunSpec("sgd", 1e-2, scale_x=True, epochs=25, batch_size=16)]
+    return model, X[:90], y[:90], X[90:], y[90:], specs
+
+
+def _val_mse(model, result, Xv, yv, best=False):
+    if best:
+        result = replace(result, weights=result.best_weights, non_trainable_weights=result.best_non_trainable_weights)
+    pred = np.asarray(build_trained_model(model, result)(Xv.astype(np.float32)), np.float64).ravel()
+    return float(np.mean((pred - yv) ** 2))
+
+
+@pytest.mark.parametrize("program", ["whole", "by-epoch", "sequential"])
+def test_held_out_curve_and_best_epoch_weights(program, monkeypatch):
+    from fitdoctor.experiments import programs
+
+    if program != "sequential" and keras.backend.backend() != "jax":
+        pytest.skip("the vectorised engine needs JAX")
+    monkeypatch.setattr(programs, "BY_EPOCH_ABOVE_WORK", 0.0 if program == "by-epoch" else 1e30)
+    model, X, y, Xv, yv, specs = _held_out_problem()
+    engine = "sequential" if program == "sequential" else "vectorized"
+    runs = train_runs(model, X, y, specs, seed=0, engine=engine, validation_data=(Xv, yv), keep_best=True)
+    plain = train_runs(model, X, y, specs, seed=0, engine=engine)
+    for r, p in zip(runs, plain):
+        assert r.engine == engine and len(r.val_mse) == 25
+        # the curve's last value is the held-out MSE of the run's final weights
+        assert r.val_mse[-1] == pytest.approx(_val_mse(model, r, Xv, yv), rel=1e-4)
+        # ... and its initial value that of the starting weights (on inputs standardised as the run sees them)
+        Xin = (Xv - r.x_mean) / r.x_std if r.spec.scale_x else Xv
+        start = np.asarray(model(Xin.astype(np.float32)), np.float64).ravel()
+        assert r.initial_val_mse == pytest.approx(float(np.mean((start - yv) ** 2)), rel=1e-4)
+        # the kept weights are those of the epoch with the lowest held-out MSE
+        assert r.best_epoch == int(np.argmin(r.val_mse)) + 1
+        assert _val_mse(model, r, Xv, yv, best=True) == pytest.approx(float(np.min(r.val_mse)), rel=1e-4)
+        # held-out rows never train: the training curve and the final weights are those of a run without them
+        np.testing.assert_allclose(r.mse, p.mse, rtol=1e-5)
+        assert p.val_mse is None and p.best_epoch is None
+    assert runs[0].best_epoch < 25  # the overfitting run: best weights are not the last ones
+    assert not np.allclose(runs[0].best_weights[0], runs[0].weights[0])
+    # the best weights are those of a run stopped at that epoch (the same batches up to it)
+    stopped = train_runs(model, X, y, [replace(specs[0], epochs=runs[0].best_epoch)], seed=0, engine=engine)[0]
+    for a, b in zip(stopped.weights, runs[0].best_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_keep_best_needs_held_out_rows_and_they_must_fit_x():
+    model, X, y, Xv, yv, specs = _held_out_problem()
+    with pytest.raises(InputError, match="keep_best"):
+        train_runs(model, X, y, specs[:1], keep_best=True)
+    with pytest.raises(InputError, match="shaped like X"):
+        train_runs(model, X, y, specs[:1], validation_data=(Xv[:, :2], yv))
+    with pytest.raises(InputError, match="one target row"):
+        train_runs(model, X, y, specs[:1], validation_data=(Xv, yv[:-1]))
+
+
+@jax_only
+def test_early_stopping_and_reduce_lr_on_plateau_follow_keras_callbacks():
+    ex, X, y = income()  # 18 rows, batch 32: one full batch per epoch, deterministic
+    model = ex.build_model(0)
+    common = {"scale_x": True, "scale_y": True, "epochs": 60, "batch_size": 32}
+    specs = [RunSpec("adam", 0.5, early_stopping_patience=5, reduce_lr_patience=3, reduce_lr_min=5e-4, **common),
+             RunSpec("sgd", 0.05, reduce_lr_patience=4, reduce_lr_min=1e-4, **common),
+             RunSpec("adam", 0.05, early_stopping_patience=8, **common)]
+    vec = train_runs(model, X, y, specs, engine="vectorized")
+    seq = train_runs(model, X, y, specs, engine="sequential")  # model.fit with Keras's own callbacks
+    for a, b in zip(vec, seq):
+        assert len(a.loss) == len(b.loss), a.spec.label()  # stopped at the same epoch
+        np.testing.assert_allclose(a.mse, b.mse, rtol=1e-3, err_msg=a.spec.label())
+        assert a.final_mse == pytest.approx(b.final_mse, rel=1e-3)
+        for wa, wb in zip(a.weights, b.weights):
+            np.testing.assert_allclose(wa, wb, rtol=1e-3, atol=1e-5)
+    # the callbacks acted: early stopping stopped and restored an earlier epoch; the rate was reduced
+    assert len(vec[0].loss) < 60 and len(vec[2].loss) < 60
+    assert vec[2].final_mse < vec[2].mse[-1]
+    plain = train_runs(model, X, y, [replace(specs[0], reduce_lr_patience=None)], engine="vectorized")[0]
+    k = min(len(plain.mse), len(vec[0].mse))
+    assert not np.allclose(plain.mse[:k], vec[0].mse[:k], rtol=1e-3)

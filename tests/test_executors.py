@@ -23,9 +23,9 @@ class Recording(Executor):
     def __init__(self):
         self.calls = []
 
-    def run(self, model, X, y, specs, *, seed=0, engine="auto", callback=None):
+    def run(self, model, X, y, specs, *, seed=0, engine="auto", callback=None, **options):
         self.calls.append((len(specs), seed, engine))
-        return InProcessExecutor().run(model, X, y, specs, seed=seed, engine=engine, callback=callback)
+        return InProcessExecutor().run(model, X, y, specs, seed=seed, engine=engine, callback=callback, **options)
 
 
 def test_an_executor_instance_receives_the_runs_and_its_results_are_returned():

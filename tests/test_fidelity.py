@@ -281,3 +281,23 @@ def test_replica_check_catches_a_replica_that_lost_state():
     broken = normalized_model(X)
     broken.layers[0].adapt(X * 10.0)  # another model's statistics: the run above is not its replica
     assert verify_replica(broken, X, y, res)[0] is False
+
+
+def test_a_subclassed_sequence_model_trained_on_scaled_targets_is_exported_with_its_row_shape():
+    """A subclassed model has no ``inputs``: the exported model's raw input takes the (steps, features)
+    shape the model was built with (the sequential engine does not record input moments when X is not
+    scaled), and predicts in the original units."""
+    import conformance_models as cm
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(16, 5, 2))
+    y = 1e4 * X[:, -1, 0] + 1e4
+    keras.utils.set_random_seed(0)
+    model = cm.SubclassedRegressor(units=3, outputs=1, recurrent=True)
+    model(np.zeros((1, 5, 2), "float32"))
+    res = train_runs(model, X, y, [RunSpec(optimizer="adam", learning_rate=0.01, epochs=2, batch_size=8,
+                                           scale_y=True)])[0]
+    trained = build_trained_model(model, res)
+    assert tuple(trained.inputs[0].shape[1:]) == (5, 2)
+    pred = np.asarray(trained.predict(X.astype("float32"), verbose=0), np.float64).reshape(-1)
+    assert np.mean((pred - y) ** 2) == pytest.approx(res.final_mse, rel=1e-3)

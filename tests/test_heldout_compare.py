@@ -121,3 +121,61 @@ def test_cli_compare_and_lr_find_take_validation_split(tmp_path, capsys):
     assert rc == 0 and "held-out check (validation_split=0.3 (the last 30 of 100 rows" in out
     assert main(["compare", str(path), "--target", "y", "--validation-split", "1.2"]) == 2
     assert "fraction between 0 and 1" in capsys.readouterr().err
+
+
+def test_held_out_curves_end_at_each_runs_held_out_loss_and_are_what_plot_draws():
+    """Per-epoch held-out MSE (val_curves_): its last epoch is the run's held-out MSE, the plot draws it
+    against the held-out references, and K-fold pools the folds' curves over every held-out row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    X, y = _data(150)
+    cmp = compare(_model(), X, y, grid=GRID, epochs=12)
+    assert cmp.validation_kind_ == "hold-out"
+    for curve, val, run in zip(cmp.val_curves_, cmp.results_["val_loss"], cmp.runs_):
+        assert len(curve) == 12 == len(run.mse)
+        assert curve[-1] == pytest.approx(val, rel=1e-3)
+    slow = int(np.argmax(cmp.results_["val_loss"]))  # sgd at 1e-3: still far above the optimum after 12 epochs
+    assert cmp.val_curves_[slow][0] > cmp.val_curves_[slow][-1] > 1.5 * cmp.heldout_references_["least squares"]
+    ax = cmp.plot(heldout=True)
+    assert "held-out" in ax.get_ylabel()
+    drawn = {line.get_label().split(" (")[0]: line.get_ydata() for line in ax.get_lines()}
+    np.testing.assert_allclose(drawn[cmp.runs_[slow].spec.label()], cmp.val_curves_[slow], rtol=1e-9)
+    ls = cmp.heldout_references_["least squares"]
+    assert any(lbl.startswith("least squares") and np.allclose(v, ls) for lbl, v in drawn.items())
+    ax_train = cmp.plot()  # default: the training curves
+    assert "training" in ax_train.get_ylabel()
+    train_lines = [line.get_ydata() for line in ax_train.get_lines() if len(line.get_ydata()) == 12]
+    assert len(train_lines) == 2 and not any(np.allclose(v, cmp.val_curves_[slow]) for v in train_lines)
+    plt.close("all")
+    assert json.loads(cmp.to_json())["runs"][0]["val_curve"][-1] == pytest.approx(cmp.results_["val_loss"][0], rel=1e-3)
+    page = cmp.to_html()  # the HTML report shows the held-out curves beside the training curves
+    assert 'id="fig-heldout-curves"' in page and 'id="fig-curves"' in page
+
+    small = compare(_model(), X[:60], y[:60], grid={"scale_x": [True]}, epochs=6)
+    assert small.validation_kind_ == "k-fold"
+    assert len(small.val_curves_[0]) == 6
+    assert small.val_curves_[0][-1] == pytest.approx(small.results_["val_loss"][0], rel=1e-3)
+
+
+def test_the_best_named_is_the_best_on_held_out_rows_not_on_training_rows():
+    """A 64-unit MLP on 24 rows of pure noise: the high rate fits the training rows best and predicts new
+    rows worst. compare's one-line summary (used by `fitdoctor demo`) names the held-out best."""
+    from fitdoctor.reporting.text import comparison_best_line
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((24, 4)), rng.standard_normal(24)
+    Xv, yv = rng.standard_normal((40, 4)), rng.standard_normal(40)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(64, activation="relu"),
+                              keras.layers.Dense(64, activation="relu"), keras.layers.Dense(1)])
+    cmp = compare(model, X, y, grid={"optimizer": ["adam"], "learning_rate": [3e-2, 1e-4]}, epochs=150, batch_size=8,
+                  validation_data=(Xv, yv))
+    r = cmp.results_
+    by_train, by_val = r.loc[r["final_loss"].idxmin(), "label"], r.loc[r["val_loss"].idxmin(), "label"]
+    assert by_train != by_val  # the case this test is about
+    line = comparison_best_line(cmp)
+    assert f"best on held-out rows (validation_data (40 rows)): {by_val}," in line
+    assert by_train not in line

@@ -124,7 +124,13 @@ def test_seed_000_linear_examples_reach_least_squares(name):
 
 @pytest.mark.slow
 def test_seed_000_capacity_example_reaches_the_noise_floor_with_added_capacity():
-    ex, rep = _example_repair("capacity", noise_floor=0.04)
+    from fitdoctor.examples import capacity_example
+
+    # 100 fresh rows of the same sine judge the verdict: a 20-row split of the example's own 100 rows
+    # cannot resolve the 10% margin of "within 10% of the held-out optimum" (measured 1.16x there)
+    fresh = capacity_example(seed=1)
+    ex, rep = _example_repair("capacity", noise_floor=0.04, validation_data=(fresh.X, fresh.y))
+    assert rep.validation_loss["how"].startswith("validation_data")
     assert rep.reference.nonlinear_mse < 0.5 * rep.reference.linear_mse  # the reason capacity is added
     assert "add_capacity" in rep.applied_names
     assert _mse(rep.model, ex.X, ex.y) <= 1.10 * ex.noise_floor

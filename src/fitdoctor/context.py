@@ -237,10 +237,8 @@ class Context:
 
 def mean_reference(refs: list[Reference]) -> Reference:
     """The references of several target columns combined as the mean over the columns (the MSE of
-    a multi-output model is the mean of its columns' MSEs); coefficients are the first column's."""
-    from dataclasses import replace
+    a multi-output model is the mean of its columns' MSEs); coefficients are the first column's.
+    Each column's var(y) is kept: the noiseless floor is per target (reference.combine_targets)."""
+    from .reference import combine_targets
 
-    nonlinear = [r.nonlinear_mse for r in refs]
-    return replace(refs[0], mean_mse=float(np.mean([r.mean_mse for r in refs])),
-                   linear_mse=float(np.mean([r.linear_mse for r in refs])),
-                   nonlinear_mse=None if any(v is None for v in nonlinear) else float(np.mean(nonlinear)))
+    return combine_targets(list(refs))

@@ -13,6 +13,8 @@ target units on the finite rows:
 """
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass, asdict
 from typing import Any
 
@@ -34,6 +36,8 @@ class Reference:
     nonlinear_model: str | None
     linear_coef: tuple[float, ...]
     linear_intercept: float
+    #: several target columns: each column's var(y) (the other fields are means over the columns); () for one
+    target_mean_mse: tuple[float, ...] = ()
 
     def optimum(self, *, linear: bool = True) -> float:
         """Best achievable training MSE: least squares for a linear model, else the best reference."""
@@ -45,8 +49,26 @@ class Reference:
     def floor(self) -> float:
         """The smallest optimum a ratio is taken against: ``NOISELESS_FRACTION * var(y)``. Below it
         the data is noiseless at float32 precision (``y = 1.8 x + 32``: least squares reaches ~1e-28)
-        and gaps are measured against var(y) instead of a ratio to zero."""
-        return NOISELESS_FRACTION * max(float(self.mean_mse), 1e-300)
+        and gaps are measured against var(y) instead of a ratio to zero.
+
+        Several targets: the smallest of the per-target floors (:attr:`floors`). The mean over the
+        columns of var(y) is dominated by the largest-scale target: 1e-6 of it can exceed the whole
+        optimum of the others (a noiseless target in the thousands beside a noisy one near 1 put the
+        "optimum" 200x above what the model reached); the smallest target's floor never does."""
+        return min(self.floors) if self.target_mean_mse else NOISELESS_FRACTION * max(float(self.mean_mse), 1e-300)
+
+    @property
+    def floors(self) -> tuple[float, ...]:
+        """``NOISELESS_FRACTION * var(y_j)`` per target column (one value for one target; a constant
+        column, which is an input error elsewhere, gets the mean's)."""
+        if not self.target_mean_mse:
+            return (NOISELESS_FRACTION * max(float(self.mean_mse), 1e-300),)
+        return tuple(NOISELESS_FRACTION * (v if v > 0 else max(float(self.mean_mse), 1e-300))
+                     for v in self.target_mean_mse)
+
+    @property
+    def n_targets(self) -> int:
+        return max(len(self.target_mean_mse), 1)
 
     def noiseless(self, *, linear: bool = True) -> bool:
         """True when the optimum is below :attr:`floor` (the model can fit the data exactly)."""
@@ -63,13 +85,30 @@ class Reference:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["linear_coef"] = list(self.linear_coef)
+        d["target_mean_mse"] = list(self.target_mean_mse)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Reference":
         d = dict(d)
         d["linear_coef"] = tuple(d["linear_coef"])
+        d["target_mean_mse"] = tuple(d.get("target_mean_mse") or ())
         return cls(**d)
+
+
+def combine_targets(refs: list[Reference]) -> Reference:
+    """The references of several target columns as one: each MSE the mean over the columns (the MSE of a
+    several-output model is the mean of its columns' MSEs), every column's var(y) kept for the per-target
+    floors (:attr:`Reference.floor`); coefficients are the first column's. One column: returned as it is."""
+    from dataclasses import replace
+
+    if len(refs) == 1:
+        return refs[0]
+    nonlinear = [r.nonlinear_mse for r in refs]
+    return replace(refs[0], mean_mse=float(np.mean([r.mean_mse for r in refs])),
+                   linear_mse=float(np.mean([r.linear_mse for r in refs])),
+                   nonlinear_mse=None if any(v is None for v in nonlinear) else float(np.mean(nonlinear)),
+                   target_mean_mse=tuple(float(r.mean_mse) for r in refs))
 
 
 #: rows per chunk of the streaming passes (bounded memory on millions of rows)
@@ -240,14 +279,29 @@ def nonlinear_reference(X: np.ndarray, y: np.ndarray, *, seed: int = 0) -> tuple
         # of 1,000-row test functions (sine, interaction, linear) with a 0.3 learning rate
         est = HistGradientBoostingRegressor(max_iter=40, learning_rate=0.3, max_leaf_nodes=7, max_bins=63,
                                             random_state=seed)
-        est.fit(X[train], y[train])
-        mse = float(np.mean((est.predict(X[test]) - y[test]) ** 2))
+        with single_threaded():
+            est.fit(X[train], y[train])
+            mse = float(np.mean((est.predict(X[test]) - y[test]) ** 2))
         return mse, f"HistGradientBoostingRegressor (hold-out, {len(test):,} of {len(order):,} sampled rows)"
     from sklearn.model_selection import KFold, cross_val_predict
 
     est = HistGradientBoostingRegressor(max_iter=100, learning_rate=0.1, max_leaf_nodes=15, random_state=seed)
-    pred = cross_val_predict(est, X, y, cv=KFold(n_splits=5, shuffle=True, random_state=seed))
+    with single_threaded():
+        pred = cross_val_predict(est, X, y, cv=KFold(n_splits=5, shuffle=True, random_state=seed))
     return float(np.mean((pred - y) ** 2)), "HistGradientBoostingRegressor (5-fold out-of-fold)"
+
+
+def single_threaded():
+    """A context in which scikit-learn's OpenMP pools run one thread.
+
+    Gradient boosting's OpenMP threads spin while they wait; next to JAX's own threads, or on a
+    machine whose cores are already busy, that made one 800-row fit 18x slower (6.2 s against 0.34 s
+    with one thread, measured on the 2-core development machine under load)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="openmp")
 
 
 #: the (gamma x p, alpha) grid the RBF kernel ridge reference searches
@@ -291,9 +345,17 @@ def kernel_ridge_loo(X: np.ndarray, y: np.ndarray) -> tuple[float, str]:
 
 def compute_reference(X: np.ndarray, y: np.ndarray, *, nonlinear: bool = True, seed: int = 0,
                       m: Moments | None = None) -> Reference:
-    """References on the finite rows of ``X``, ``y`` (``m``: their moments, when already known)."""
+    """References on the finite rows of ``X``, ``y`` (``m``: their moments, when already known).
+
+    ``y`` with several columns (and no ``m``): each column's references, combined as the mean over the
+    columns with per-target floors (:func:`combine_targets`)."""
     X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64).reshape(len(X), -1)[:, 0]
+    Y = np.asarray(y, dtype=np.float64).reshape(len(X), -1)
+    if Y.shape[1] > 1 and m is None:
+        ok = np.isfinite(X).all(axis=1) & np.isfinite(Y).all(axis=1)
+        return combine_targets([compute_reference(X[ok], Y[ok, j], nonlinear=nonlinear, seed=seed)
+                                for j in range(Y.shape[1])])
+    y = Y[:, 0]
     if m is None:  # moments are only ever computed on finite rows
         ok = np.isfinite(X).all(axis=1) & np.isfinite(y)
         if not ok.all():

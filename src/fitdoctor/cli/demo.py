@@ -54,7 +54,7 @@ def run(args) -> int:
     from ..examples import EXAMPLES, load_example
     from ..experiments import compare
     from ..reporting.html import render_demo_html
-    from ..reporting.text import fmt
+    from ..reporting.text import comparison_best_line
     from .common import progress, write_output
 
     names = [n.strip() for n in args.examples.split(",") if n.strip()]
@@ -83,9 +83,7 @@ def run(args) -> int:
                           epochs=ex.epochs, batch_size=ex.batch_size, seed=args.seed, callback=cb)
         finally:
             bar.close()
-        best = cmp.results_.sort_values("final_loss").iloc[0]
-        _say(f"compare: {len(cmp.results_)} runs; best {best['label']} ends at "
-             f"{fmt(best['final_loss'])} ({fmt(best['final_loss'] / cmp.reference_.optimum(linear=True))}x the least-squares optimum)")
+        _say(comparison_best_line(cmp))
         sections.append((title, "The seed's experiment, all configurations trained together on the vectorised engine.", cmp))
         if name == "capacity":
             cmp2 = compare(_mlp(ex.X.shape[1], args.seed), ex.X, ex.y, grid={"learning_rate": [1e-3, 1e-2]},
@@ -98,9 +96,7 @@ def run(args) -> int:
             fixed = repair(ex.build_model(args.seed), ex.X, ex.y, optimizer=ex.optimizer, learning_rate=ex.learning_rate,
                            loss=ex.loss, epochs=ex.epochs, batch_size=ex.batch_size, seed=args.seed,
                            feature_names=list(ex.feature_names), target_name=ex.target_name)
-            _say(f"fix: training MSE {fmt(fixed.before_loss)} -> {fmt(fixed.after_loss)} "
-                 f"(least-squares optimum {fmt(fixed.reference.optimum(linear=True))}); kept: "
-                 + (", ".join(a.name for a in fixed.applied) or "nothing"))
+            _say(f"fix: {fixed.message}; kept: " + (", ".join(a.name for a in fixed.applied) or "nothing"))
             sections.append(("Income: the repair", "fitdoctor fix on the income configuration: ablation, verification, a portable model.", fixed))
         _say()
     write_output(render_demo_html(sections, title="fitdoctor demo: the seeds' experiments"), args.output)

@@ -86,7 +86,7 @@ def _read_frame(path: str):
 
 @contextlib.contextmanager
 def csv_read_errors(path: str):
-    """pandas' CSV reading errors (whole file or chunks) as one-line :class:`InputError`\ s."""
+    """pandas' CSV reading errors (whole file or chunks) as one-line :class:`InputError` exceptions."""
     import pandas as pd
 
     try:

@@ -12,7 +12,8 @@ split above that), and enough rows that one epoch is still ``STEPS_PER_EPOCH`` o
 The choice made on those ``m`` rows is confirmed on a second, nested size (``m // SECOND_SIZE_DIVISOR``
 rows, drawn from the same subsample): the user's configuration and the chosen recipe are ranked
 on both sizes, and :func:`choices_agree` says whether the two rankings agree. The final model then
-trains once on all ``n`` rows. Pure functions: nothing here trains.
+trains once on all ``n`` rows, for the optimizer steps chosen on the subsample (:func:`final_epochs`),
+so that the final fit costs about one plain fit. Pure functions: nothing here trains.
 """
 from __future__ import annotations
 
@@ -99,6 +100,37 @@ def plan_budget(n_rows: int, n_params: int | None, batch_size: int | None, *, se
     m2 = max(m // SECOND_SIZE_DIVISOR, min(MIN_ROWS // SECOND_SIZE_DIVISOR, m))
     confirm = np.sort(rng.choice(rows, size=m2, replace=False))
     return Budget(n, rows, confirm, seed, rule_text())
+
+
+def final_epochs(chosen_epochs: int, user_epochs: int, m: int, n: int, *, early_stopped: bool = False) -> int:
+    """Epochs of the final fit on all ``n`` rows for a recipe chosen on ``m`` experiment rows.
+
+    The choice made on the subsample is a number of optimizer steps (``chosen_epochs`` epochs of ``m``
+    rows), not a number of passes over the data: on ``n`` rows the same steps take
+    ``s = ceil(chosen_epochs * m / n)`` epochs. The final fit trains
+
+    * ``max(min(user_epochs, chosen_epochs), s)`` epochs: never fewer than the user's own epochs (what
+      the user's configuration would train on all rows), and more only when the chosen steps exceed
+      the user's steps on all rows (``chosen_epochs * m > user_epochs * n``). So "more epochs" chosen on
+      ``m`` rows adds nothing on ``n >= m * chosen_epochs / user_epochs`` rows, which already give that
+      many steps;
+    * ``max(1, s)`` epochs when the choice was early stopping at epoch ``chosen_epochs``: the best
+      epoch's steps (there are no rows left to stop on once all rows train).
+    """
+    e_c, e_u, m, n = int(chosen_epochs), int(user_epochs), int(m), int(n)
+    if min(e_c, e_u) < 1 or m < 1 or n < 1:
+        raise ValueError(f"epochs and rows must be >= 1 (Received chosen_epochs={chosen_epochs}, "
+                         f"user_epochs={user_epochs}, m={m}, n={n})")
+    steps = -(-e_c * m // n)  # ceil(e_c * m / n) without floating point
+    if early_stopped:
+        return max(1, steps)
+    return max(min(e_u, e_c), steps)
+
+
+def final_rule_text() -> str:
+    """The final-fit rule of :func:`final_epochs` in words."""
+    return ("final fit on all n rows: the chosen optimizer steps, ceil(chosen epochs x m / n) epochs, but never fewer "
+            "than your epochs (early stopping: its best epoch's steps, at least 1 epoch)")
 
 
 def choices_agree(first: dict[str, float], second: dict[str, float], *, tolerance: float = 0.0) -> bool:

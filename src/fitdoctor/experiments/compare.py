@@ -28,6 +28,7 @@ from ..heldout import HoldOut, heldout_references, holdout_plan
 from ..reference import Reference, compute_reference
 from .engine import RunResult, RunSpec, build_trained_model, grid_specs, train_runs
 from .budget import plan_budget
+from .replica_check import ReplicaCheck, check_replica
 
 #: grid keys and the RunSpec field each sets
 GRID_KEYS = ("optimizer", "learning_rate", "scale_x", "scale_y", "loss")
@@ -127,8 +128,11 @@ class Comparison:
     ``n_rows_`` (rows the curves trained on), ``validation_`` (how the held-out rows were chosen, in
     words), ``validation_kind_``, ``n_val_rows_``, ``heldout_references_`` (each reference's held-out
     MSE), ``val_optimum_`` / ``val_optimum_kind_`` (the best of them for this model), ``val_losses_``
-    (held-out MSE per run, grid order), ``budget_`` (:class:`~fitdoctor.experiments.budget.Budget`: on
-    large data the curves train on a seeded subsample); after :meth:`plot`: ``ax_``, ``figure_``.
+    (held-out MSE per run, grid order), ``val_curves_`` (per run, the held-out MSE after every epoch,
+    original units; K-fold: pooled over the folds' held-out rows; None where not measured),
+    ``budget_`` (:class:`~fitdoctor.experiments.budget.Budget`: on large data the curves train on a
+    seeded subsample), ``replica_`` (:class:`~fitdoctor.experiments.replica_check.ReplicaCheck`: the engine's replica checked against ``model.fit``; when they disagree every run trains with ``model.fit``
+    and ``notes_`` says why); after :meth:`plot`: ``ax_``, ``figure_``.
 
     Held-out rows: ``validation_data`` (to :meth:`fit`) or ``validation_split`` (Keras's meaning: the
     last fraction of the rows, kept out of training) when given; otherwise a seeded 20% hold-out split
@@ -199,23 +203,59 @@ class Comparison:
         def tick(offset):
             return None if callback is None else (lambda done, _n: callback(offset + done, total))
 
+        # the held-out rows are measured after every epoch (RunResult.val_mse): held-out curves beside the
+        # training curves; K-fold: the fold runs' curves pooled over every held-out row (the main runs train on all)
+        va0 = plan.folds[0][1]
         self.runs_: list[RunResult] = train_runs(model, X, y, specs, seed=self.seed, engine=self.engine,
-                                                 callback=tick(0), executor=self.executor)
+                                                 callback=tick(0), executor=self.executor,
+                                                 validation_data=None if fold_runs else (Xp[va0], yp[va0]))
+        # replica check (issue 11 item 2): one of these runs against model.fit of a copy; when they disagree
+        # every run trains with model.fit (the sequential engine) and notes_ / each run's note say why
+        engine = self._check_replica(model, X, y, base)
+        if engine == "sequential":
+            self.runs_ = train_runs(model, X, y, specs, seed=self.seed, engine=engine, callback=tick(0),
+                                    executor=self.executor,
+                                    validation_data=None if fold_runs else (Xp[va0], yp[va0]))
+            for r in self.runs_:
+                r.note = self.replica_.note
         sse = np.zeros(len(specs))
         count = 0
+        curve_sse: list = [None] * len(specs)
         if fold_runs:
             for f, (tr, va) in enumerate(plan.folds):
-                runs = train_runs(model, Xp[tr], yp[tr], specs, seed=self.seed, engine=self.engine,
-                                  callback=tick(len(specs) * (f + 1)), executor=self.executor)
+                runs = train_runs(model, Xp[tr], yp[tr], specs, seed=self.seed, engine=engine,
+                                  callback=tick(len(specs) * (f + 1)), executor=self.executor,
+                                  validation_data=(Xp[va], yp[va]))
                 sse += [val_sse(model, r, Xp[va], yp[va]) for r in runs]
                 count += yp[va].size
+                for i, r in enumerate(runs):
+                    ok = r.val_mse is not None and (f == 0 or curve_sse[i] is not None)
+                    curve_sse[i] = (np.asarray(r.val_mse, dtype=float) * yp[va].size
+                                    + (0.0 if f == 0 else curve_sse[i])) if ok else None
         else:
-            va = plan.folds[0][1]
-            sse += [val_sse(model, r, Xp[va], yp[va]) for r in self.runs_]
-            count = yp[va].size
+            sse += [val_sse(model, r, Xp[va0], yp[va0]) for r in self.runs_]
+            count = yp[va0].size
+            curve_sse = [None if r.val_mse is None else np.asarray(r.val_mse, dtype=float) * count for r in self.runs_]
         self.val_losses_ = [float(v) / max(count, 1) for v in sse]
+        #: per run, the held-out MSE after every epoch (original units; K-fold: pooled over the folds), or None
+        self.val_curves_ = [None if c is None else c / max(count, 1) for c in curve_sse]
         self.results_ = self._table()
         return self
+
+    def _check_replica(self, model, X, y, base: RunSpec) -> str:
+        """Check one vectorised run (the user's configuration when the grid holds it) against model.fit of a
+        copy (:mod:`.replica_check`); sets ``replica_`` (and ``notes_``); returns the engine the runs use."""
+        vec = [r for r in self.runs_ if r.engine == "vectorized" and len(r.loss) and np.isfinite(r.loss[0])]
+        vec.sort(key=lambda r: r.spec != base)  # the user's configuration first
+        if vec:
+            self.replica_ = check_replica(model, X, y, base, seed=self.seed, engine=self.engine, result=vec[0])
+        else:
+            self.replica_ = ReplicaCheck(None, "replica check not applicable (no run trained on the vectorised engine)")
+        self.notes_: list[str] = []  # what the result's readers should know (the replica check, ...)
+        if self.replica_.sequential:
+            self.notes_.append(self.replica_.note)
+            return "sequential"
+        return self.engine
 
     def _set_validation(self, plan: HoldOut, Xp, yp, linear: bool) -> None:
         self.validation_ = plan.description
@@ -270,14 +310,16 @@ class Comparison:
         """The run with the lowest held-out MSE (``rank`` 1; diverged runs last)."""
         return self.runs_[int(np.argmin(self.results_["rank"].to_numpy()))]
 
-    def plot(self, ax=None, *, title: str | None = None):
-        """Training curves (MSE in original units per epoch, log-scale y) and the optimum; returns ax.
+    def plot(self, ax=None, *, title: str | None = None, heldout: bool = False):
+        """Curves per epoch (MSE in original units, log-scale y) with the references; returns ax.
 
-        Drawn by :class:`fitdoctor.reporting.plots.TrainingCurvesDisplay` (distinct styles for up to
-        32 runs, legend outside the axes, y-range set by the runs that did not diverge)."""
+        Default: the training MSE and the training-row optima; ``heldout=True``: each run's held-out MSE
+        per epoch (``val_curves_``) and the references on the same held-out rows. Drawn by
+        :class:`fitdoctor.reporting.plots.TrainingCurvesDisplay` (distinct styles for up to 32 runs, legend outside the axes, y-range set by the runs that did
+        not diverge)."""
         from ..reporting.plots import TrainingCurvesDisplay
 
-        display = TrainingCurvesDisplay.from_comparison(self, ax=ax)
+        display = TrainingCurvesDisplay.from_comparison(self, ax=ax, heldout=heldout)
         if title:
             display.ax_.set_title(title)
         self.ax_, self.figure_ = display.ax_, display.figure_
@@ -287,6 +329,8 @@ class Comparison:
         return to_jsonable({
             "n_rows": self.n_rows_,
             "budget": self.budget_.to_dict() if getattr(self, "budget_", None) is not None else None,
+            "replica": self.replica_.to_dict() if getattr(self, "replica_", None) is not None else None,
+            "notes": list(getattr(self, "notes_", None) or []),
             "optimum": self.optimum_,
             "optimum_kind": "least_squares" if self.linear_model_ else "reference",
             "reference": self.reference_.to_dict(),
@@ -305,8 +349,9 @@ class Comparison:
                 "val_mse": v,
                 "diverged": r.diverged,
                 "mse": r.mse,
+                "val_curve": c,  # held-out MSE per epoch (K-fold: pooled over the folds); None when not measured
                 "loss": r.loss,
-            } for r, v in zip(self.runs_, self.val_losses_)],
+            } for r, v, c in zip(self.runs_, self.val_losses_, getattr(self, "val_curves_", [None] * len(self.runs_)))],
         })
 
     def to_json(self, indent: int | None = 2) -> str:

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..model.replica import clone_with_state
-from .prepared import _base_model, _converted_loss, _prepare_data, vectorized_unsupported_reason
+from .prepared import _base_model, _converted_loss, _prepare_data, _with_validation, vectorized_unsupported_reason
 from .programs import _run_vectorized_groups
 from .programs import OPTIMISE_ABOVE_WORK, clear_program_cache  # noqa: F401  (re-exported)
 from .sequential import _run_sequential
@@ -42,7 +42,8 @@ from .sweep import sweep_batches, sweep_losses, without_schedule  # noqa: F401
 
 
 def train_runs(model, X, y, specs: list[RunSpec], *, seed: int = 0, engine: str = "auto",
-               callback: Callable[[int, int], None] | None = None, executor=None) -> list[RunResult]:
+               callback: Callable[[int, int], None] | None = None, executor=None,
+               validation_data=None, keep_best: bool = False) -> list[RunResult]:
     """Train ``model`` once per spec, from its current weights; return one RunResult per spec, in order.
 
     ``engine``: ``"auto"`` (vectorised where possible, else sequential), ``"vectorized"`` (raise
@@ -50,6 +51,10 @@ def train_runs(model, X, y, specs: list[RunSpec], *, seed: int = 0, engine: str 
     ``executor``: where the runs train (:mod:`fitdoctor.experiments.executors`): ``"auto"``/None
     (this process on JAX, a JAX worker process on other backends), ``"inprocess"``, ``"worker"``,
     ``"ray"`` or an ``Executor``.
+    ``validation_data=(X_val, y_val)``: held-out rows (original units) every run measures after each
+    epoch (``RunResult.val_mse``, ``initial_val_mse``); they never train. ``keep_best=True`` (needs
+    ``validation_data``): each run also keeps the weights of its epoch with the lowest held-out MSE
+    (``RunResult.best_epoch``, ``best_weights``, ``best_non_trainable_weights``).
     ``callback(done, total)`` is called as runs finish. The model is never modified.
     """
     if engine not in ENGINES:
@@ -58,13 +63,22 @@ def train_runs(model, X, y, specs: list[RunSpec], *, seed: int = 0, engine: str 
     if not specs:
         return []
     _validate_specs(specs)
+    if keep_best and validation_data is None:
+        raise InputError("keep_best=True needs validation_data=(X_val, y_val): the best epoch is the one with the "
+                         "lowest held-out MSE")
     from .executors import get_executor  # the executor seam
 
     runner = get_executor(executor, engine=engine)
     if runner is not None:
-        return runner.run(model, X, y, specs, seed=seed, engine=engine, callback=callback)
+        options = {} if validation_data is None else {"validation_data": validation_data, "keep_best": bool(keep_best)}
+        if options and not _takes_options(runner.run):
+            raise InputError(f"the executor {runner!r} cannot measure held-out rows: its run() takes no **options "
+                             "(validation_data, keep_best); add them and pass them on to train_runs")
+        return runner.run(model, X, y, specs, seed=seed, engine=engine, callback=callback, **options)
     base = _base_model(model, np.asarray(X), seed)
     data = _prepare_data(base, X, y)
+    if validation_data is not None:
+        data = _with_validation(data, validation_data)
     total = len(specs)
     results: list[RunResult | None] = [None] * total
     done = 0
@@ -92,7 +106,7 @@ def train_runs(model, X, y, specs: list[RunSpec], *, seed: int = 0, engine: str 
     if reason is None:
         try:
             outs = _run_vectorized_groups(base, data, [[specs[i] for i in m] for m in members], seed,
-                                          [fused[id(m)] for m in members])
+                                          [fused[id(m)] for m in members], keep_best)
             for m, out in zip(members, outs):
                 store(m, out)
             pending = []
@@ -102,7 +116,8 @@ def train_runs(model, X, y, specs: list[RunSpec], *, seed: int = 0, engine: str 
             pending = []
             for m in members:
                 try:
-                    store(m, _run_vectorized_groups(base, data, [[specs[i] for i in m]], seed, [fused[id(m)]])[0])
+                    store(m, _run_vectorized_groups(base, data, [[specs[i] for i in m]], seed, [fused[id(m)]],
+                                                    keep_best)[0])
                 except InputError:
                     raise
                 except Exception as exc:
@@ -113,11 +128,22 @@ def train_runs(model, X, y, specs: list[RunSpec], *, seed: int = 0, engine: str 
                     pending.append(m)
     for m in pending:
         for i in m:
-            results[i] = _run_sequential(base, data, specs[i], seed, notes[id(m)])
+            results[i] = _run_sequential(base, data, specs[i], seed, notes[id(m)], keep_best)
             done += 1
             if callback is not None:
                 callback(done, total)
     return results  # type: ignore[return-value]
+
+
+def _takes_options(run: Callable) -> bool:
+    """Whether an executor's ``run`` accepts ``validation_data``/``keep_best`` (``**options``)."""
+    import inspect
+
+    try:
+        params = inspect.signature(run).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind is p.VAR_KEYWORD or p.name == "validation_data" for p in params)
 
 
 #: a replica is trusted when its first-epoch training loss agrees with a plain ``model.fit`` of a copy

@@ -45,7 +45,8 @@ class Executor:
     name = "executor"
 
     def run(self, model, X, y, specs: Sequence, *, seed: int = 0, engine: str = "auto",
-            callback: Callable[[int, int], None] | None = None) -> list:
+            callback: Callable[[int, int], None] | None = None, **options) -> list:
+        """``options``: ``validation_data``/``keep_best`` of ``train_runs``, passed through."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -55,10 +56,11 @@ class Executor:
         return f"{type(self).__name__}()"
 
 
-def _in_process(model, X, y, specs, *, seed, engine, callback, note: str = "") -> list:
+def _in_process(model, X, y, specs, *, seed, engine, callback, note: str = "", **options) -> list:
     from .engine import train_runs
 
-    results = train_runs(model, X, y, list(specs), seed=seed, engine=engine, callback=callback, executor="inprocess")
+    results = train_runs(model, X, y, list(specs), seed=seed, engine=engine, callback=callback, executor="inprocess",
+                         **options)
     if note:
         for r in results:
             r.note = "; ".join(p for p in (note, r.note) if p)
@@ -70,8 +72,8 @@ class InProcessExecutor(Executor):
 
     name = "inprocess"
 
-    def run(self, model, X, y, specs, *, seed=0, engine="auto", callback=None) -> list:
-        return _in_process(model, X, y, specs, seed=seed, engine=engine, callback=callback)
+    def run(self, model, X, y, specs, *, seed=0, engine="auto", callback=None, **options) -> list:
+        return _in_process(model, X, y, specs, seed=seed, engine=engine, callback=callback, **options)
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,10 +211,10 @@ class WorkerExecutor(Executor):
         self._data = (digest, path)
         return path
 
-    def run(self, model, X, y, specs, *, seed=0, engine="auto", callback=None) -> list:
+    def run(self, model, X, y, specs, *, seed=0, engine="auto", callback=None, **options) -> list:
         specs = list(specs)
         if engine == "sequential":
-            return _in_process(model, X, y, specs, seed=seed, engine=engine, callback=callback)
+            return _in_process(model, X, y, specs, seed=seed, engine=engine, callback=callback, **options)
         X = np.asarray(X, dtype=np.float64)
         X = X.reshape(-1, 1) if X.ndim == 1 else X  # rows of any shape the model takes (sequences stay 3-D)
         y = np.asarray(y, dtype=np.float64)
@@ -220,20 +222,22 @@ class WorkerExecutor(Executor):
             try:
                 self.start()
                 request = {"op": "train", "model": pack_model(model), "specs": pack_specs(specs),
-                           "data": self._data_file(X, y), "seed": int(seed), "engine": engine}
+                           "data": self._data_file(X, y), "seed": int(seed), "engine": engine,
+                           "options": _plain_options(options)}
             except NotShippable as exc:
-                return self._fallback(model, X, y, specs, seed, engine, callback, str(exc))
+                return self._fallback(model, X, y, specs, seed, engine, callback, str(exc), **options)
             try:
                 reply = self._exchange(request, callback)
             except (BrokenPipeError, OSError) as exc:
-                return self._fallback(model, X, y, specs, seed, engine, callback, str(exc))
+                return self._fallback(model, X, y, specs, seed, engine, callback, str(exc), **options)
         if reply.get("ok"):
             backend = _backend_name()
             note = "" if backend == "jax" else f"trained in a JAX worker process (this process runs Keras on {backend})"
             return unpack_results(reply["results"], specs, note or "trained in a JAX worker process")
         if reply.get("kind") == "input":
             raise InputError(reply["message"])
-        return self._fallback(model, X, y, specs, seed, engine, callback, f"the JAX worker failed ({reply['message'][:160]})")
+        return self._fallback(model, X, y, specs, seed, engine, callback, f"the JAX worker failed ({reply['message'][:160]})",
+                              **options)
 
     def _exchange(self, request: dict, callback) -> dict:
         """Send one request and read replies up to the final one (progress goes to ``callback``)."""
@@ -281,12 +285,20 @@ class WorkerExecutor(Executor):
         self.unavailable_reason = reply.get("message", "")
         return None
 
-    def _fallback(self, model, X, y, specs, seed, engine, callback, why: str) -> list:
+    def _fallback(self, model, X, y, specs, seed, engine, callback, why: str, **options) -> list:
         self.unavailable_reason = why
         if engine == "vectorized" and _backend_name() != "jax":
             raise InputError(f"the vectorised engine cannot train this model: {why}")
         return _in_process(model, X, y, specs, seed=seed, engine=engine, callback=callback,
-                           note=f"JAX worker not used: {why}")
+                           note=f"JAX worker not used: {why}", **options)
+
+
+def _plain_options(options: dict) -> dict:
+    """``train_runs`` options as plain arrays and flags (what crosses to a worker)."""
+    out = dict(options)
+    if out.get("validation_data") is not None:
+        out["validation_data"] = tuple(np.asarray(a, dtype=np.float64) for a in out["validation_data"])
+    return out
 
 
 def _dumps_fn(fn) -> bytes:
@@ -347,14 +359,14 @@ def _task_groups(specs: Sequence) -> list[list[int]]:
     return list(groups.values())
 
 
-def _ray_train(packed_model, X, y, packed_specs, seed, engine):  # runs inside a Ray worker
+def _ray_train(packed_model, X, y, packed_specs, seed, engine, options=None):  # runs inside a Ray worker
     os.environ.setdefault("KERAS_BACKEND", "jax")
     from .shipping import run_packed
     from .worker import skip_tensorflow
 
     skip_tensorflow()
 
-    return run_packed(packed_model, X, y, packed_specs, seed=seed, engine=engine)
+    return run_packed(packed_model, X, y, packed_specs, seed=seed, engine=engine, **(options or {}))
 
 
 class RayExecutor(Executor):
@@ -388,7 +400,7 @@ class RayExecutor(Executor):
             self._remote = ray.remote(_ray_train)
         return ray
 
-    def run(self, model, X, y, specs, *, seed=0, engine="auto", callback=None) -> list:
+    def run(self, model, X, y, specs, *, seed=0, engine="auto", callback=None, **options) -> list:
         specs = list(specs)
         if not specs:
             return []
@@ -408,7 +420,7 @@ class RayExecutor(Executor):
         pending = {}
         for idx in _task_groups(specs):
             group_specs = [[pairs[i] for i in idx], losses]
-            ref = remote.remote(model_ref, x_ref, y_ref, group_specs, int(seed), engine)
+            ref = remote.remote(model_ref, x_ref, y_ref, group_specs, int(seed), engine, _plain_options(options))
             pending[ref] = idx
         results: list = [None] * len(specs)
         done = 0

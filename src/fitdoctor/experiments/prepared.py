@@ -2,7 +2,7 @@
 the user's model every run starts from, and the assembly of a :class:`RunResult` from curves and weights."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -20,6 +20,8 @@ class _Data:
     x_std: np.ndarray
     y_mean: np.ndarray  # (k,) per target column
     y_std: np.ndarray
+    Xv: np.ndarray | None = None  # held-out rows (float32, shaped like X), measured after every epoch
+    yv: np.ndarray | None = None  # their targets, shaped like y, original units
 
     def _y_stat(self, values: np.ndarray, scale: bool, neutral: float) -> np.ndarray:
         v = values if scale else np.full(len(values), neutral)
@@ -73,6 +75,26 @@ def _prepare_data(base, X, y) -> _Data:
         y_mean=y.mean(axis=0),
         y_std=y_std,
     )
+
+
+def _with_validation(data: _Data, validation_data) -> _Data:
+    """``data`` with held-out rows ``(X_val, y_val)`` (original units) that every run measures after each epoch."""
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise InputError("validation_data must be a tuple (X_val, y_val) "
+                         f"(Received validation_data of type {type(validation_data).__name__})")
+    Xv = np.asarray(validation_data[0], dtype=np.float64)
+    if Xv.ndim == 1:
+        Xv = Xv.reshape(-1, 1)
+    if len(Xv) < 1 or Xv.shape[1:] != data.X.shape[1:]:
+        raise InputError(f"validation_data must hold rows shaped like X (Received X_val.shape={Xv.shape}, "
+                         f"X.shape={data.X.shape})")
+    yv = np.asarray(validation_data[1], dtype=np.float64)
+    if yv.size != len(Xv) * int(np.prod(data.y.shape[1:], dtype=int)):
+        raise InputError(f"validation_data's y must have one target row per row of X_val (Received y_val.shape={yv.shape})")
+    yv = yv.reshape((len(Xv),) + data.y.shape[1:])
+    if not (np.isfinite(Xv).all() and np.isfinite(yv).all()):
+        raise InputError("validation_data must be finite: drop the rows with NaN or infinite values first")
+    return replace(data, Xv=Xv.astype(np.float32), yv=yv.astype(np.float32))
 
 
 def _base_model(model, X: np.ndarray, seed: int):
@@ -134,10 +156,16 @@ def _plain(v: np.ndarray):
     return float(v.reshape(-1)[0]) if v.size == 1 else v
 
 
-def _result(spec, loss_curve, mse_curve, mse0, weights, ntw, data: _Data, engine, note="") -> RunResult:
+def _result(spec, loss_curve, mse_curve, mse0, weights, ntw, data: _Data, engine, note="", *,
+            val_curve=None, val0: float = float("nan"), best=None, final_epoch: int | None = None) -> RunResult:
+    """The RunResult of one run; ``val_curve``: held-out MSE per epoch; ``best``: (epoch, weights,
+    non-trainable weights) of the epoch with the lowest held-out MSE, or None; ``final_epoch``: the
+    epoch whose weights the run returns when not its last (EarlyStopping restored them)."""
     mse_curve = np.asarray(mse_curve, dtype=np.float64)
     finite = mse_curve[np.isfinite(mse_curve)]
     final = float(mse_curve[-1]) if len(mse_curve) else float("nan")
+    if final_epoch is not None and 0 < final_epoch <= len(mse_curve):
+        final = float(mse_curve[final_epoch - 1])
     diverged = bool(len(finite) < len(mse_curve) or (np.isfinite(mse0) and final > DIVERGENCE_FACTOR * max(mse0, 1e-300)))
     return RunResult(
         spec=spec,
@@ -155,4 +183,9 @@ def _result(spec, loss_curve, mse_curve, mse0, weights, ntw, data: _Data, engine
         initial_mse=float(mse0),
         note=note,
         non_trainable_weights=[np.asarray(w) for w in ntw],
+        val_mse=None if val_curve is None else np.asarray(val_curve, dtype=np.float64),
+        initial_val_mse=float(val0) if val_curve is not None else float("nan"),
+        best_epoch=None if best is None else int(best[0]),
+        best_weights=None if best is None else [np.asarray(w) for w in best[1]],
+        best_non_trainable_weights=None if best is None else [np.asarray(w) for w in best[2]],
     )

@@ -30,12 +30,88 @@ OPTIMISE_ABOVE_WORK = 1e8
 _OPTIMISED_COMPILER_OPTIONS = ({"xla_cpu_use_fusion_emitters": False}, {})
 
 
-def _group_program(base, data: _Data, specs: list[RunSpec], seed: int, fused: bool = False, by_epoch: bool = False):
+#: ReduceLROnPlateau's default min_delta (Keras): an epoch loss counts as lower only by more than this
+REDUCE_LR_MIN_DELTA = 1e-4
+
+
+def _callback_state(specs: list[RunSpec], lrs: np.ndarray, tv0, ntv0) -> tuple[dict, dict]:
+    """The per-run state and settings of the runs' EarlyStopping / ReduceLROnPlateau (empty without them).
+
+    Both watch the epoch's training loss as ``model.fit`` logs it. State: the current learning rate
+    ``lr``, epochs trained ``n``; EarlyStopping: the best loss, its epoch and weights, the epochs
+    waited, ``stopped``; ReduceLROnPlateau: its best loss and epochs waited."""
+    spec0, R = specs[0], len(specs)
+    es, rl = spec0.early_stopping_patience is not None, spec0.reduce_lr_patience is not None
+    if not (es or rl):
+        return {}, {}
+    state = {"lr": lrs.copy(), "n": np.zeros(R, np.int32)}
+    params = {}
+    if es:
+        state.update(es_best=np.full(R, np.inf, np.float32), es_epoch=np.zeros(R, np.int32),
+                     es_wait=np.zeros(R, np.int32), stopped=np.zeros(R, bool), es_tv=_stack(tv0, R),
+                     es_ntv=_stack(ntv0, R))
+        params["es_patience"] = np.array([int(s.early_stopping_patience) for s in specs], np.int32)
+    if rl:
+        state.update(rl_best=np.full(R, np.inf, np.float32), rl_wait=np.zeros(R, np.int32))
+        params.update(rl_patience=np.array([int(s.reduce_lr_patience) for s in specs], np.int32),
+                      rl_factor=np.array([s.reduce_lr_factor for s in specs], np.float32),
+                      rl_min=np.array([s.reduce_lr_min for s in specs], np.float32))
+    return state, params
+
+
+def _after_epoch(cbs: dict, cbp: dict, old, new, ep_loss, ep):
+    """Keras's EarlyStopping(monitor="loss", restore_best_weights=True) and ReduceLROnPlateau(monitor="loss")
+    at the end of epoch ``ep`` (1-based), per run: a stopped run keeps its state (it trains no more)."""
+    import jax
+    import jax.numpy as jnp
+
+    if not cbs:
+        return new, cbs
+
+    def pick(mask, a, b):  # a where mask (per run), else b
+        return jnp.where(jnp.reshape(mask, (-1,) + (1,) * (jnp.ndim(a) - 1)), a, b)
+
+    cbs = dict(cbs)
+    active = ~cbs["stopped"] if "stopped" in cbs else jnp.ones_like(cbs["n"], dtype=bool)
+    new = jax.tree_util.tree_map(lambda a, b: pick(active, a, b), new, old)
+    cbs["n"] = cbs["n"] + active.astype(jnp.int32)
+    first = ep == 1  # Keras: the first epoch is always an improvement (no best yet)
+    if "stopped" in cbs:
+        improved = active & ((ep_loss < cbs["es_best"]) | first)
+        wait = jnp.where(improved, 0, cbs["es_wait"] + 1)
+        cbs["es_best"] = jnp.where(improved, ep_loss, cbs["es_best"])
+        cbs["es_epoch"] = jnp.where(improved, ep, cbs["es_epoch"])
+        cbs["es_tv"] = [pick(improved, a, b) for a, b in zip(new[0], cbs["es_tv"])]
+        cbs["es_ntv"] = [pick(improved, a, b) for a, b in zip(new[1], cbs["es_ntv"])]
+        cbs["stopped"] = cbs["stopped"] | (active & ~improved & (wait >= cbp["es_patience"]) & (ep > 1))
+        cbs["es_wait"] = jnp.where(active, wait, cbs["es_wait"])
+    if "rl_best" in cbs:
+        improved = (ep_loss + REDUCE_LR_MIN_DELTA < cbs["rl_best"]) | first
+        wait = jnp.where(improved, 0, cbs["rl_wait"] + 1)
+        reduce = ~improved & (wait >= cbp["rl_patience"]) & (cbs["lr"] > cbp["rl_min"]) & active
+        cbs["rl_best"] = jnp.where(active & improved, ep_loss, cbs["rl_best"])
+        cbs["rl_wait"] = jnp.where(active, jnp.where(reduce, 0, wait), cbs["rl_wait"])
+        cbs["lr"] = jnp.where(reduce, jnp.maximum(cbs["lr"] * cbp["rl_factor"], cbp["rl_min"]), cbs["lr"])
+    return new, cbs
+
+
+def _group_program(base, data: _Data, specs: list[RunSpec], seed: int, fused: bool = False, by_epoch: bool = False,
+                   keep_best: bool = False):
     """The vmapped training function of one group, its arguments, and how to turn outputs into results.
 
     ``by_epoch``: the function trains ONE epoch (arguments: the state, the epoch's batches and
-    ``first``); :func:`_run_by_epoch` calls it once per epoch, so one compiled program serves every
-    epoch count (successive halving's short rungs and the full runs of the same candidates)."""
+    the epoch number, 1-based); :func:`_run_by_epoch` calls it once per epoch, so one compiled
+    program serves every epoch count (successive halving's short rungs and the full runs of the
+    same candidates).
+
+    With held-out rows (``data.Xv``) every epoch also measures each run's held-out MSE; with
+    ``keep_best`` the state carries, per run, the weights of the epoch with the lowest held-out
+    MSE so far (the first such epoch on ties; epochs >= 1), that MSE and that epoch. Runs with
+    EarlyStopping / ReduceLROnPlateau (:class:`RunSpec`) carry those callbacks' state too.
+
+    Arguments: ``(tv, ntv, ov, best, cbs, lr, cbp, xm, xs, ym, ys, X, Y, V, idx, mask, counts)``,
+    where ``best`` is ``(tv, ntv, val, epoch)`` or ``()``, ``cbs``/``cbp`` the callbacks' state and
+    settings (empty dicts without callbacks) and ``V`` is ``(Xv, Yv)`` or ``()``."""
     import jax
     import jax.numpy as jnp
 
@@ -52,6 +128,11 @@ def _group_program(base, data: _Data, specs: list[RunSpec], seed: int, fused: bo
     lrs = np.array([s.learning_rate for s in specs], np.float32)
     idx, mask = shuffled_batches(n, B, E, seed)
     counts = mask.sum(axis=2)  # (E, S) real rows per batch
+    has_val = data.Xv is not None
+    if keep_best and not has_val:
+        raise ValueError("keep_best needs held-out rows")
+    V = (data.Xv, data.yv) if has_val else ()
+    cbs0, cbp = _callback_state(specs, lrs, tv0, ntv0)
 
     # vmap the step and the evaluation (not the scans): tracing stays cheap
     def step_one(tv, ntv, ov, xm, xs, ym, ys, X, Y, ib, mb):
@@ -63,55 +144,100 @@ def _group_program(base, data: _Data, specs: list[RunSpec], seed: int, fused: bo
     step_all = jax.vmap(step_one, in_axes=(0, 0, 0, 0, 0, 0, 0, None, None, None, None))
     mse_all = jax.vmap(mse_one, in_axes=(0, 0, 0, 0, 0, 0, None, None))
 
-    def fn(tv, ntv, ov, lr, xm, xs, ym, ys, X, Y, idx, mask, counts):
-        ov = jax.vmap(stepper.with_lr)(ov, lr)
+    def evaluate(tv, ntv, xm, xs, ym, ys, X, Y, V):
+        """Training MSE and held-out MSE (a NaN array without held-out rows), per run."""
+        mse = mse_all(tv, ntv, xm, xs, ym, ys, X, Y)
+        vmse = mse_all(tv, ntv, xm, xs, ym, ys, *V) if V else jnp.full_like(mse, jnp.nan)
+        return mse, vmse
+
+    def keep(best, tv, ntv, vmse, ep):
+        """The best state so far, updated with this epoch's where its held-out MSE is lower."""
+        if not best:
+            return best
+        btv, bntv, bval, bep = best
+        score = jnp.where(jnp.isfinite(vmse), vmse, jnp.inf)
+        better = score < bval
+
+        def pick(new, old):
+            return jnp.where(jnp.reshape(better, (-1,) + (1,) * (new.ndim - 1)), new, old)
+
+        return ([pick(a, b) for a, b in zip(tv, btv)], [pick(a, b) for a, b in zip(ntv, bntv)],
+                jnp.where(better, score, bval), jnp.where(better, ep, bep))
+
+    def train_epoch(state, best, cbs, lr, cbp, xm, xs, ym, ys, X, Y, V, ib, mb, cnt, ep):
+        """One epoch of every run: batches, the callbacks at its end, its curves."""
+        tv, ntv, ov = state
+        ov = jax.vmap(stepper.with_lr)(ov, cbs["lr"] if cbs else lr)  # idempotent without ReduceLROnPlateau
 
         def batch(carry, inp):
             tv, ntv, ov = carry
-            ib, mb = inp
-            tv, ntv, ov, values = step_all(tv, ntv, ov, xm, xs, ym, ys, X, Y, ib, mb)
+            tv, ntv, ov, values = step_all(tv, ntv, ov, xm, xs, ym, ys, X, Y, inp[0], inp[1])
             return (tv, ntv, ov), values
 
+        new, values = jax.lax.scan(batch, (tv, ntv, ov), (ib, mb))  # values: (S, R)
+        ep_loss = jnp.sum(values * cnt[:, None], axis=0) / jnp.sum(cnt)
+        new, cbs = _after_epoch(cbs, cbp, (tv, ntv, ov), new, ep_loss, ep)
+        mse, vmse = evaluate(new[0], new[1], xm, xs, ym, ys, X, Y, V)
+        return new, keep(best, new[0], new[1], vmse, ep), cbs, ep_loss, mse, vmse
+
+    def fn(tv, ntv, ov, best, cbs, lr, cbp, xm, xs, ym, ys, X, Y, V, idx, mask, counts):
         def epoch(carry, inp):
-            ib, mb, cnt = inp
-            carry, values = jax.lax.scan(batch, carry, (ib, mb))  # values: (S, R)
-            ep_loss = jnp.sum(values * cnt[:, None], axis=0) / jnp.sum(cnt)
-            return carry, (ep_loss, mse_all(carry[0], carry[1], xm, xs, ym, ys, X, Y))
+            state, best, cbs = carry
+            ib, mb, cnt, ep = inp
+            state, best, cbs, ep_loss, mse, vmse = train_epoch(state, best, cbs, lr, cbp, xm, xs, ym, ys, X, Y, V,
+                                                               ib, mb, cnt, ep)
+            return (state, best, cbs), (ep_loss, mse, vmse)
 
-        mse0 = mse_all(tv, ntv, xm, xs, ym, ys, X, Y)
-        (tv, ntv, ov), (losses, mses) = jax.lax.scan(epoch, (tv, ntv, ov), (idx, mask, counts))
-        return tv, ntv, losses.T, mses.T, mse0
+        mse0, vmse0 = evaluate(tv, ntv, xm, xs, ym, ys, X, Y, V)
+        epochs = jnp.arange(1, idx.shape[0] + 1, dtype=jnp.int32)
+        ((tv, ntv, ov), best, cbs), (losses, mses, vmses) = jax.lax.scan(epoch, ((tv, ntv, ov), best, cbs),
+                                                                         (idx, mask, counts, epochs))
+        return tv, ntv, losses.T, mses.T, mse0, vmses.T, vmse0, best, cbs
 
-    args = (_stack(tv0, R), _stack(ntv0, R), stepper.stacked_optimizer_states(specs), lrs, xm, xs, ym, ys,
-            data.X, data.y, idx, mask, counts)
+    best0 = ((_stack(tv0, R), _stack(ntv0, R), np.full(R, np.inf, np.float32), np.zeros(R, np.int32))
+             if keep_best else ())
+    args = (_stack(tv0, R), _stack(ntv0, R), stepper.stacked_optimizer_states(specs), best0, cbs0, lrs, cbp,
+            xm, xs, ym, ys, data.X, data.y, V, idx, mask, counts)
     if by_epoch:
-        def fn_epoch(tv, ntv, ov, lr, xm, xs, ym, ys, X, Y, ib, mb, cnt, first):
+        def fn_epoch(tv, ntv, ov, best, cbs, lr, cbp, xm, xs, ym, ys, X, Y, V, ib, mb, cnt, ep):
             """One epoch (the program of every epoch count): the state in, the state and its curves out."""
-            ov = jax.vmap(stepper.with_lr)(ov, lr)  # idempotent: the same rate every epoch
             def initial():
-                return mse_all(tv, ntv, xm, xs, ym, ys, X, Y)
+                return evaluate(tv, ntv, xm, xs, ym, ys, X, Y, V)
 
-            shape = jax.eval_shape(initial)
-            mse0 = jax.lax.cond(first, initial, lambda: jnp.zeros(shape.shape, shape.dtype))
-
-            def batch(carry, inp):
-                tv, ntv, ov = carry
-                tv, ntv, ov, values = step_all(tv, ntv, ov, xm, xs, ym, ys, X, Y, inp[0], inp[1])
-                return (tv, ntv, ov), values
-
-            (tv, ntv, ov), values = jax.lax.scan(batch, (tv, ntv, ov), (ib, mb))
-            ep_loss = jnp.sum(values * cnt[:, None], axis=0) / jnp.sum(cnt)
-            return tv, ntv, ov, ep_loss, mse_all(tv, ntv, xm, xs, ym, ys, X, Y), mse0
+            shapes = jax.eval_shape(initial)
+            mse0, vmse0 = jax.lax.cond(ep == 1, initial,
+                                       lambda: tuple(jnp.zeros(a.shape, a.dtype) for a in shapes))
+            (tv, ntv, ov), best, cbs, ep_loss, mse, vmse = train_epoch((tv, ntv, ov), best, cbs, lr, cbp, xm, xs, ym,
+                                                                       ys, X, Y, V, ib, mb, cnt, ep)
+            return tv, ntv, ov, best, cbs, ep_loss, mse, mse0, vmse, vmse0
 
         fn = fn_epoch
 
     def finalize(out) -> list[RunResult]:
-        tv, ntv, losses, mses, mse0 = out
+        tv, ntv, losses, mses, mse0, vmses, vmse0, best, cbs = out
         tv = [np.asarray(v) for v in tv]
         ntv = [np.asarray(v) for v in ntv]
         losses, mses, mse0 = np.asarray(losses), np.asarray(mses), np.asarray(mse0)
-        return [_result(s, losses[r], mses[r], float(mse0[r]), [v[r] for v in tv], [v[r] for v in ntv], data,
-                        "vectorized") for r, s in enumerate(specs)]
+        vmses, vmse0 = np.asarray(vmses), np.asarray(vmse0)
+        if best:
+            btv, bntv, bep = [np.asarray(v) for v in best[0]], [np.asarray(v) for v in best[1]], np.asarray(best[3])
+        trained = np.asarray(cbs["n"]) if cbs else np.full(R, losses.shape[1])
+        restore = "es_tv" in cbs
+        if restore:  # EarlyStopping restores the weights of its best epoch (on the training loss)
+            tv = [np.asarray(v) for v in cbs["es_tv"]]
+            ntv = [np.asarray(v) for v in cbs["es_ntv"]]
+            es_epoch = np.asarray(cbs["es_epoch"])
+        results = []
+        for r, s in enumerate(specs):
+            k = int(trained[r])  # epochs trained (EarlyStopping may have stopped the run)
+            kept = None
+            if best and 0 < int(bep[r]) <= k:
+                kept = (int(bep[r]), [v[r] for v in btv], [v[r] for v in bntv])
+            results.append(_result(s, losses[r, :k], mses[r, :k], float(mse0[r]), [v[r] for v in tv],
+                                   [v[r] for v in ntv], data, "vectorized",
+                                   val_curve=vmses[r, :k] if has_val else None, val0=float(vmse0[r]), best=kept,
+                                   final_epoch=int(es_epoch[r]) if restore and es_epoch[r] > 0 else None))
+        return results
 
     return fn, args, finalize
 
@@ -164,10 +290,11 @@ def _compile(lowered, optimise: bool = False):
 
 
 def _training_work(base, data: _Data, groups: list[list[RunSpec]]) -> float:
-    """Runs x rows passed forward (padded training batches + per-epoch evaluation) x parameters."""
+    """Runs x rows passed forward (padded training batches + per-epoch evaluations) x parameters."""
     n_params = sum(int(np.prod(v.shape)) for v in base.trainable_variables)
     n = len(data.X)
-    return float(sum(len(g) * int(g[0].epochs) * (-(-n // int(g[0].batch_size)) * int(g[0].batch_size) + n)
+    n_val = 0 if data.Xv is None else len(data.Xv)
+    return float(sum(len(g) * int(g[0].epochs) * (-(-n // int(g[0].batch_size)) * int(g[0].batch_size) + n + n_val)
                      for g in groups) * n_params)
 
 
@@ -194,41 +321,46 @@ def _by_epoch_key(base, groups: list[list[RunSpec]], args, fused: Sequence[bool]
 
 
 def _run_by_epoch(base, data: _Data, groups: list[list[RunSpec]], seed: int,
-                  fused: Sequence[bool]) -> list[list[RunResult]]:
-    """Train all groups (one epoch count) with one compiled one-epoch program, called once per epoch."""
+                  fused: Sequence[bool], keep_best: bool = False) -> list[list[RunResult]]:
+    """Train all groups (one epoch count) with one compiled one-epoch program, called once per epoch
+    (and no more once EarlyStopping has stopped every run)."""
     import jax
     import jax.numpy as jnp
 
-    programs = [_group_program(base, data, specs, seed, f, by_epoch=True) for specs, f in zip(groups, fused)]
+    programs = [_group_program(base, data, specs, seed, f, by_epoch=True, keep_best=keep_best)
+                for specs, f in zip(groups, fused)]
     fns = [p[0] for p in programs]
     E = int(groups[0][0].epochs)
 
-    def all_groups(state, fixed, batches, first):
-        return [f(*st, *fx, *b, first) for f, st, fx, b in zip(fns, state, fixed, batches)]
+    def all_groups(state, fixed, batches, ep):
+        return [f(*st, *fx, *b, ep) for f, st, fx, b in zip(fns, state, fixed, batches)]
 
-    # per group: state (tv, ntv, ov), fixed (lr, xm, xs, ym, ys, X, Y), batches (idx, mask, counts) per epoch
-    state = [jax.device_put(p[1][:3]) for p in programs]
-    fixed = [jax.device_put(p[1][3:10]) for p in programs]
-    batches = [p[1][10:13] for p in programs]
+    # per group: state (tv, ntv, ov, best, cbs), fixed (lr, cbp, xm, xs, ym, ys, X, Y, V),
+    # batches (idx, mask, counts) per epoch
+    state = [jax.device_put(p[1][:5]) for p in programs]
+    fixed = [jax.device_put(p[1][5:14]) for p in programs]
+    batches = [p[1][14:17] for p in programs]
     first_batches = [tuple(a[0] for a in b) for b in batches]
-    args0 = (state, fixed, first_batches, True)
+    args0 = (state, fixed, first_batches, np.int32(1))
     key = _by_epoch_key(base, groups, args0, fused)
     compiled = _cached_compile(all_groups, args0, key, optimise=True, donate=(0,))  # the state is replaced each epoch
-    losses = [[] for _ in programs]
-    mses = [[] for _ in programs]
-    mse0 = [None] * len(programs)
+    curves = [([], [], []) for _ in programs]  # per group: training loss, MSE, held-out MSE per epoch
+    first = [None] * len(programs)
     for e in range(E):
-        outs = compiled(state, fixed, [tuple(a[e] for a in b) for b in batches], e == 0)
-        state = [o[:3] for o in outs]
+        outs = compiled(state, fixed, [tuple(a[e] for a in b) for b in batches], np.int32(e + 1))
+        state = [o[:5] for o in outs]
         for g, o in enumerate(outs):
-            losses[g].append(o[3])
-            mses[g].append(o[4])
+            for curve, value in zip(curves[g], (o[5], o[6], o[8])):
+                curve.append(value)
             if e == 0:
-                mse0[g] = o[5]
+                first[g] = (o[7], o[9])
+        if all("stopped" in st[4] for st in state) and all(bool(np.all(np.asarray(st[4]["stopped"]))) for st in state):
+            break  # EarlyStopping stopped every run
     results = []
     for g, p in enumerate(programs):
-        tv, ntv, _ = state[g]
-        results.append(p[2]((tv, ntv, jnp.stack(losses[g]).T, jnp.stack(mses[g]).T, mse0[g])))
+        tv, ntv, _, best, cbs = state[g]
+        losses, mses, vmses = (jnp.stack(c).T for c in curves[g])
+        results.append(p[2]((tv, ntv, losses, mses, first[g][0], vmses, first[g][1], best, cbs)))
     return results
 
 
@@ -249,15 +381,15 @@ def _cached_compile(fn, args, key, optimise: bool, donate: tuple[int, ...] = ())
 
 
 def _run_vectorized_groups(base, data: _Data, groups: list[list[RunSpec]], seed: int,
-                           fused: Sequence[bool]) -> list[list[RunResult]]:
+                           fused: Sequence[bool], keep_best: bool = False) -> list[list[RunResult]]:
     """Train all groups in ONE compiled program (one XLA compilation instead of one per group).
 
     Above ``BY_EPOCH_ABOVE_WORK`` (and when every group has the same epoch count) the program trains
     one epoch per call (:func:`_run_by_epoch`), so that it serves every epoch count."""
     if (len({int(g[0].epochs) for g in groups}) == 1
             and _training_work(base, data, groups) > BY_EPOCH_ABOVE_WORK):
-        return _run_by_epoch(base, data, groups, seed, fused)
-    programs = [_group_program(base, data, specs, seed, f) for specs, f in zip(groups, fused)]
+        return _run_by_epoch(base, data, groups, seed, fused, keep_best)
+    programs = [_group_program(base, data, specs, seed, f, keep_best=keep_best) for specs, f in zip(groups, fused)]
     fns = [p[0] for p in programs]
 
     def all_groups(all_args):

@@ -217,7 +217,7 @@ def unpack_results(packed: Sequence[dict[str, Any]], specs: Sequence, note: str)
 
 
 def run_packed(packed_model: dict[str, Any], X: np.ndarray, y: np.ndarray, packed_specs: list, *, seed: int,
-               engine: str, callback=None) -> list[dict[str, Any]]:
+               engine: str, callback=None, **options) -> list[dict[str, Any]]:
     """Rebuild the model and specs here and train them in this process (the receiving side)."""
     from .engine import train_runs
 
@@ -231,7 +231,7 @@ def run_packed(packed_model: dict[str, Any], X: np.ndarray, y: np.ndarray, packe
         model = unpack_model(packed_model, row_shape=tuple(np.shape(X)[1:]) or (1,))
         specs = unpack_specs(packed_specs)
         return pack_results(train_runs(model, X, y, specs, seed=seed, engine=engine, callback=callback,
-                                       executor="inprocess"))
+                                       executor="inprocess", **options))
 
 
 def frame(obj) -> bytes:

@@ -37,6 +37,13 @@ class RunSpec:
     optimizer_config: str | None = None
     #: the user's loss object (Loss instance/subclass, function): used while its name is ``loss``
     loss_object: Any = None
+    #: when set: Keras's ``EarlyStopping(monitor="loss", patience=..., restore_best_weights=True)``
+    early_stopping_patience: int | None = None
+    #: when set: Keras's ``ReduceLROnPlateau(monitor="loss", factor=reduce_lr_factor, patience=...,
+    #: min_lr=reduce_lr_min)`` (min_delta 1e-4, no cooldown)
+    reduce_lr_patience: int | None = None
+    reduce_lr_factor: float = 0.5
+    reduce_lr_min: float = 0.0
 
     def label(self) -> str:
         parts = [self.optimizer, f"lr={self.learning_rate:g}"]
@@ -53,6 +60,10 @@ class RunSpec:
             parts.append(f"momentum={self.momentum:g}")
         if self.clipnorm:
             parts.append(f"clipnorm={self.clipnorm:g}")
+        if self.early_stopping_patience is not None:
+            parts.append(f"early_stopping(patience={self.early_stopping_patience})")
+        if self.reduce_lr_patience is not None:
+            parts.append(f"reduce_lr_on_plateau(patience={self.reduce_lr_patience}, factor={self.reduce_lr_factor:g})")
         if self.scale_x:
             parts.append("scale_x")
         if self.scale_y:
@@ -105,6 +116,15 @@ class RunResult:
     initial_mse: float = float("nan")   # MSE of the starting weights, original units
     note: str = ""                      # why the sequential engine was used, when it was
     non_trainable_weights: list[np.ndarray] = field(default_factory=list)
+    #: with ``validation_data``: the held-out MSE after each epoch (original units, mean over rows and
+    #: target columns; the same scale as ``mse``) and before the first; None/NaN without held-out rows
+    val_mse: np.ndarray | None = None
+    initial_val_mse: float = float("nan")
+    #: with ``keep_best=True``: the epoch (1..epochs) of the lowest finite held-out MSE (the first on ties)
+    #: and the weights after it (None when every epoch's held-out MSE was non-finite)
+    best_epoch: int | None = None
+    best_weights: list[np.ndarray] | None = None
+    best_non_trainable_weights: list[np.ndarray] | None = None
 
     @property
     def label(self) -> str:
@@ -212,6 +232,16 @@ def _validate_specs(specs: Sequence[RunSpec]) -> None:
             raise InputError(f"learning rates must be positive numbers (Received learning_rate={s.learning_rate!r})")
         if int(s.epochs) < 1 or int(s.batch_size) < 1:
             raise InputError(f"epochs and batch_size must be positive (Received epochs={s.epochs!r}, batch_size={s.batch_size!r})")
+        for name in ("early_stopping_patience", "reduce_lr_patience"):
+            value = getattr(s, name)
+            if value is not None and int(value) < 1:
+                raise InputError(f"{name} must be a positive number of epochs (Received {name}={value!r})")
+        if s.reduce_lr_patience is not None:
+            if not 0.0 < float(s.reduce_lr_factor) < 1.0:
+                raise InputError(f"reduce_lr_factor must be between 0 and 1 (Received reduce_lr_factor={s.reduce_lr_factor!r})")
+            if s.has_schedule:
+                raise InputError("ReduceLROnPlateau cannot set the rate of a learning-rate schedule "
+                                 "(Received reduce_lr_patience with a schedule)")
         kind = (s.optimizer, s.clipnorm, s.momentum, s.loss, s.huber_delta, s.optimizer_config, id(s.loss_object))
         if kind not in checked:  # building a Keras optimizer costs a millisecond: once per kind
             make_optimizer(s)

@@ -15,12 +15,14 @@ def _group_key(spec: RunSpec, fused: bool = False):
     """Runs with equal keys train in one vmapped program; fused runs of any of the fused optimizers share one."""
     user_loss = id(spec.loss_object) if spec.uses_user_loss else None
     shape = (canonical_loss(spec.loss), float(spec.huber_delta), user_loss, int(spec.batch_size), int(spec.epochs))
+    # callbacks are part of the program (their settings are per-run data)
+    callbacks = (spec.early_stopping_patience is not None, spec.reduce_lr_patience is not None)
     if fused:
-        return ("fused",) + shape
+        return ("fused",) + shape + callbacks
     # a schedule has no learning-rate variable to set per run: each rate is its own group
     return ((spec.optimizer,) + shape + (spec.clipnorm, float(spec.momentum),
             spec.optimizer_config if spec.uses_user_optimizer else None,
-            float(spec.learning_rate) if spec.has_schedule else None))
+            float(spec.learning_rate) if spec.has_schedule else None) + callbacks)
 
 
 def shuffled_batches(n: int, batch_size: int, n_epochs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

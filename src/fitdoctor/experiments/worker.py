@@ -64,7 +64,8 @@ def serve(requests, replies) -> None:
                 send({"ok": True, "result": call_packed(msg["fn"], msg["model"], X, y, msg["value"], msg["kwargs"])})
                 continue
             results = run_packed(msg["model"], X, y, msg["specs"], seed=msg["seed"], engine=msg["engine"],
-                                 callback=lambda done, total: send({"progress": (done, total)}))
+                                 callback=lambda done, total: send({"progress": (done, total)}),
+                                 **msg.get("options", {}))
             send({"ok": True, "results": results})
         except InputError as exc:
             send({"ok": False, "kind": "input", "message": str(exc)})

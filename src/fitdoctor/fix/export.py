@@ -39,7 +39,7 @@ def build_trained_model(model, result: RunResult):
     if getattr(inner, "inputs", None):
         in_shape = tuple(inner.inputs[0].shape[1:])
     else:
-        in_shape = (len(result.x_mean),)
+        in_shape = _built_row_shape(inner) or _built_row_shape(model) or (len(result.x_mean),)
     inp = keras.Input(in_shape, name="raw_inputs")
     h = inp
     if result.spec.scale_x:
@@ -51,3 +51,15 @@ def build_trained_model(model, result: RunResult):
                                          variance=np.atleast_1d(np.asarray(result.y_std, np.float32)) ** 2,
                                          invert=True, name="unscale_y")(out)
     return keras.Model(inp, out, name=f"{inner.name}_trained")
+
+
+# H3 (#11): a subclassed model has no ``inputs``; the shape it was built with (Keras's build config) is the row
+# shape, e.g. (12, 3) for sequences (the sequential engine leaves ``result.x_mean`` None when X is not scaled)
+def _built_row_shape(model) -> tuple | None:
+    try:
+        shape = (model.get_build_config() or {}).get("input_shape")
+    except Exception:
+        return None
+    if not isinstance(shape, (list, tuple)) or len(shape) < 2 or not all(isinstance(d, int) for d in shape[1:]):
+        return None
+    return tuple(shape[1:])

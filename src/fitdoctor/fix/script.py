@@ -111,26 +111,52 @@ def _optimizer_code(recipe) -> str:
     return f"keras.optimizers.deserialize({ser!r})"
 
 
-def _loss_code(recipe) -> str:
+def _one_loss_code(obj) -> str:
+    """Python source for one loss as ``compile`` takes it: a name, a built-in ``Loss`` with its settings,
+    an instance of the user's ``Loss`` subclass, or the user's function by name."""
+    if isinstance(obj, str):
+        return repr(obj)
+    if _is_keras_object(obj):
+        from ..model.inspect import loss_keywords
+
+        kw = ", ".join(f"{k}={v!r}" for k, v in loss_keywords(obj).items())
+        return f"keras.losses.{type(obj).__name__}({kw})"
+    if isinstance(obj, type):  # a Loss subclass given as a class
+        return f"{obj.__name__}()"
+    if not hasattr(obj, "__name__"):  # a Loss subclass instance
+        return f"{type(obj).__name__}()"
+    return obj.__name__
+
+
+def _user_loss(recipe):
+    """The user's loss object the recipe trains with (None when the recipe names a built-in loss)."""
     from ..experiments.engine import make_loss
     from .training import run_spec
 
     spec = run_spec(recipe)
-    if spec.uses_user_loss:
-        obj = make_loss(spec)
-        if isinstance(obj, str):
-            return repr(obj)
-        if _is_keras_object(obj):
-            from ..model.inspect import loss_keywords
+    return make_loss(spec) if spec.uses_user_loss else None
 
-            kw = ", ".join(f"{k}={v!r}" for k, v in loss_keywords(obj).items())
-            return f"keras.losses.{type(obj).__name__}({kw})"
-        if isinstance(obj, type) or not hasattr(obj, "__name__"):  # a Loss subclass instance
-            return f"{type(obj).__name__}()"
-        return obj.__name__
+
+def _loss_code(recipe) -> str:
+    obj = _user_loss(recipe)
+    if obj is not None:
+        return _one_loss_code(obj)
     if recipe.loss == "huber":
         return f"keras.losses.Huber(delta={recipe.huber_delta:g})"
     return repr(recipe.loss)
+
+
+def _output_losses(recipe, layout) -> tuple[list[str], list[float]]:
+    """Per-output loss code and ``loss_weights`` that make ``model.fit`` of a several-output model minimise
+    what fitdoctor's flat replica minimised: the user's losses and weights while the recipe keeps them;
+    a loss the repair chose is the mean over every output column, i.e. each output's mean times its share
+    of the columns."""
+    obj = _user_loss(recipe)
+    per = getattr(obj, "per_output_losses", None)
+    if per is not None:
+        return [_one_loss_code(l) for l in per], [float(w) for w in obj.loss_weights]
+    sizes = layout.output_sizes
+    return [_loss_code(recipe)] * len(sizes), [size / sum(sizes) for size in sizes]
 
 
 def _is_keras_object(obj) -> bool:
@@ -141,20 +167,26 @@ def _is_keras_object(obj) -> bool:
 
 
 def _user_loss_source(recipe) -> list[str]:
-    """Lines that define or import the user's own loss (a function or a Loss subclass), with a comment."""
+    """Lines that define or import the user's own loss(es) (a function or a Loss subclass), with a comment."""
+    obj = _user_loss(recipe)
+    if obj is None:
+        return []
+    lines, seen = [], set()
+    for one in getattr(obj, "per_output_losses", None) or [obj]:
+        if isinstance(one, str) or _is_keras_object(one):
+            continue
+        src = _loss_source(one)
+        if src and src[0] not in seen:
+            seen.add(src[0])
+            lines += src
+    return lines
+
+
+def _loss_source(obj) -> list[str]:
     import inspect
     import textwrap
 
-    from ..experiments.engine import make_loss
-    from .training import run_spec
-
-    spec = run_spec(recipe)
-    if not spec.uses_user_loss:
-        return []
-    obj = make_loss(spec)
-    if isinstance(obj, str) or _is_keras_object(obj):
-        return []
-    target = obj if hasattr(obj, "__name__") and not isinstance(obj, type) and inspect.isfunction(obj) else type(obj)
+    target = obj if inspect.isfunction(obj) or isinstance(obj, type) else type(obj)
     name = target.__name__
     try:
         src = textwrap.dedent(inspect.getsource(target)).rstrip()
@@ -177,6 +209,47 @@ def _callbacks_code(recipe) -> list[str]:
             out.append(f"keras.callbacks.ReduceLROnPlateau(monitor='loss', factor={cb.factor:g}, "
                        f"patience={cb.patience}, min_lr={cb.min_lr:.3g})")
     return out
+
+
+def _io_helpers(layout) -> list[str]:
+    """For a model with several inputs or outputs: their names and shapes, and the functions that cut the
+    data's columns into them and join them in the model (built-in layers only)."""
+    if layout is None or not (layout.several_inputs or layout.several_outputs):
+        return []
+    ins = ", ".join(f"({n!r}, {tuple(s)!r})" for n, s in zip(layout.input_names, layout.input_shapes))
+    outs = ", ".join(f"({n!r}, {tuple(s)!r})" for n, s in zip(layout.output_names, layout.output_shapes))
+    L = ["# your model's inputs and outputs (name, shape of one row), in order: the data holds the inputs' values",
+         "# side by side (X's columns) and the outputs' targets side by side (y's columns)",
+         f"INPUTS = [{ins}]", f"OUTPUTS = [{outs}]", "", "",
+         "def split(A, parts):",
+         '    """A\'s columns cut into one array per input (or output), each shaped as the model takes it."""',
+         "    out, start = [], 0",
+         "    for _, shape in parts:",
+         "        size = int(np.prod(shape))",
+         "        out.append(A[:, start:start + size].reshape((len(A),) + tuple(shape)))",
+         "        start += size",
+         "    return out",
+         "", ""]
+    if layout.several_inputs:
+        L += ["def side_by_side(tensors, parts):",
+              '    """The inputs as one tensor of their values side by side."""',
+              "    flat = [keras.layers.Reshape((int(np.prod(shape)),))(t) for t, (_, shape) in zip(tensors, parts)]",
+              "    return keras.layers.Concatenate()(flat)",
+              "", ""]
+    if layout.several_outputs:
+        L += ["def cut(tensor, parts):",
+              '    """One tensor of columns cut into your outputs, each named and shaped as yours."""',
+              "    total = sum(int(np.prod(shape)) for _, shape in parts)",
+              "    h = keras.layers.Reshape((total, 1))(tensor)",
+              "    out, start = [], 0",
+              "    for name, shape in parts:",
+              "        size = int(np.prod(shape))",
+              "        part = keras.layers.Cropping1D((start, total - start - size))(h)",
+              "        out.append(keras.layers.Reshape(tuple(shape), name=name)(part))",
+              "        start += size",
+              "    return out",
+              "", ""]
+    return L
 
 
 def render_fix_script(rep, *, data_file: str | None = None) -> str:
@@ -225,6 +298,7 @@ def render_fix_script(rep, *, data_file: str | None = None) -> str:
         "    return frame.drop(columns=targets).to_numpy(dtype=float), y",
         "",
         "",
+        *_io_helpers(getattr(rep, "io_layout", None)),
         "X, y = load(DATA)",
     ]
     if r.drop_nonfinite:
@@ -240,34 +314,67 @@ def render_fix_script(rep, *, data_file: str | None = None) -> str:
         L += ["core = keras.Sequential(["]
         L += [f"    keras.Input(({n_inputs})),"] + [f"    {s}," for s in stack] + ["])"]
     else:
-        L += ["# the (modified) architecture with its starting weights, saved beside this script",
-              "core = keras.saving.load_model(os.path.join(HERE, 'initial_model.keras'), compile=False)"]
-    L += [f"inputs = keras.Input(({n_inputs}))"]
+        if getattr(rep, "io_layout", None) is not None:
+            L += ["# the architecture fitdoctor trained, with its starting weights, saved beside this script: your model",
+                  "# inside one that takes the inputs' values side by side and gives the outputs' columns side by side"]
+        else:
+            L += ["# the (modified) architecture with its starting weights, saved beside this script"]
+        L += ["core = keras.saving.load_model(os.path.join(HERE, 'initial_model.keras'), compile=False)"]
+    layout = getattr(rep, "io_layout", None)  # a model with several inputs or outputs (model.multi_io)
+    several_in = layout is not None and layout.several_inputs
+    several_out = layout is not None and layout.several_outputs
+    if several_in:
+        L += ["inputs = [keras.Input(shape, name=name) for name, shape in INPUTS]  # your model's inputs",
+              "joined = side_by_side(inputs, INPUTS)  # their values side by side, as the architecture file takes them"]
+        src, X_in = "joined", "X_in"
+    else:
+        L += [f"inputs = keras.Input(({n_inputs}))"]
+        src, X_in = "inputs", "X"
     if r.scale_x:
         L += ["axes = tuple(range(X.ndim - 1))  # per feature (the last axis)",
               "x_std = X.std(axis=axes)", "x_std[x_std == 0] = 1.0",
-              "hidden = keras.layers.Normalization(mean=X.mean(axis=axes), variance=x_std**2)(inputs)  # scale_inputs"]
+              f"hidden = keras.layers.Normalization(mean=X.mean(axis=axes), variance=x_std**2)({src})  # scale_inputs"]
     else:
-        L += ["hidden = inputs"]
-    L += ["outputs = core(hidden)", "trainer = keras.Model(inputs, outputs)",
-          f"trainer.compile(optimizer={_optimizer_code(r)}, loss={_loss_code(r)})"]
+        L += [f"hidden = {src}"]
+    L += ["flat_out = core(hidden)"]
+    L += ["outputs = cut(flat_out, OUTPUTS)  # your model's outputs, named as yours" if several_out else "outputs = flat_out",
+          "trainer = keras.Model(inputs, outputs)"]
+    if several_out:
+        codes, weights = _output_losses(r, layout)
+        L += ["trainer.compile(",
+              f"    optimizer={_optimizer_code(r)},",
+              f"    loss=[{', '.join(codes)}],  # one per output, in OUTPUTS order"]
+        if any(w != 1.0 for w in weights):
+            L += [f"    loss_weights=[{', '.join(repr(float(w)) for w in weights)}],"]
+        L += [")"]
+    else:
+        L += [f"trainer.compile(optimizer={_optimizer_code(r)}, loss={_loss_code(r)})"]
     if r.scale_y:
         L += ["y_mean, y_std = y.mean(axis=0), y.std(axis=0)  # per target column",
               "y_train = (y - y_mean) / y_std  # scale_targets"]
     else:
         L += ["y_train = y"]
+    if several_in:
+        L += ["X_in = split(X, INPUTS)  # one array per input"]
+    y_fit = "split(y_train, OUTPUTS)" if several_out else "y_train"
     cbs = _callbacks_code(r)
     cb_arg = ""
     if cbs:
         L += ["callbacks = ["] + [f"    {c}," for c in cbs] + ["]"]
         cb_arg = ", callbacks=callbacks"
-    L += [f"trainer.fit(X, y_train, epochs={r.epochs}, batch_size={r.batch_size}, verbose=0{cb_arg})"]
+    L += [f"trainer.fit({X_in}, {y_fit}, epochs={r.epochs}, batch_size={r.batch_size}, verbose=0{cb_arg})"]
     if r.scale_y:
+        unscaled = "keras.layers.Normalization(mean=y_mean, variance=y_std**2, invert=True)(flat_out)"
         L += ["# predictions back in the original units",
-              "model = keras.Model(inputs, keras.layers.Normalization(mean=y_mean, variance=y_std**2, invert=True)(outputs))"]
+              f"unscaled = {unscaled}",
+              "model = keras.Model(inputs, " + ("cut(unscaled, OUTPUTS))" if several_out else "unscaled)")]
     else:
         L += ["model = trainer"]
-    L += ["mse = float(np.mean((model.predict(X, verbose=0).reshape(len(X), -1) - y) ** 2))  # mean over rows and targets",
+    if several_out:
+        L += [f"pred = np.concatenate([p.reshape(len(X), -1) for p in model.predict({X_in}, verbose=0)], axis=1)"]
+    else:
+        L += [f"pred = model.predict({X_in}, verbose=0).reshape(len(X), -1)"]
+    L += ["mse = float(np.mean((pred - y) ** 2))  # mean over rows and targets",
           "print(f'final training MSE: {mse:.6g}')",
           "if '--save' in sys.argv:",
           "    model.save(os.path.join(HERE, 'model_from_fix.keras'))",

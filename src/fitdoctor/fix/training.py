@@ -1,13 +1,13 @@
-"""Training a recipe: many candidates on the vectorised engine, one final run with plain ``model.fit``.
+"""Training a recipe: candidates on the vectorised engine, grouped by architecture.
 
 The engine (:mod:`fitdoctor.experiments.engine`) trains runs of one architecture together; the
-architecture-changing parts of a recipe become a modified clone (:mod:`.surgery`). Early stopping
-and ``ReduceLROnPlateau`` are not expressible on the engine, so a recipe that asks for them is
-trained with a plain ``model.fit`` here.
+architecture-changing parts of a recipe become a modified clone (:mod:`.surgery`). A recipe's early
+stopping and ``ReduceLROnPlateau`` (on the training loss) are part of its engine run; a plain
+``model.fit`` (:func:`train_plain`) remains for early stopping on given validation rows.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -51,11 +51,18 @@ class Trial:
             "diverged": self.diverged, "engine": self.engine,
         }
 
-    def build_model(self):
-        """The trained model (raw inputs -> original units), standard layers only."""
+    def build_model(self, best: bool = False):
+        """The trained model (raw inputs -> original units), standard layers only; ``best``: with the
+        weights of the run's best held-out epoch (``result.best_weights``) instead of its last."""
         from ..experiments.engine import build_trained_model
 
-        return build_trained_model(self.arch_model, self.result)
+        result = self.result
+        if best:
+            if result.best_weights is None:
+                raise ValueError("the run kept no best-epoch weights (train it with keep_best=True)")
+            result = replace(result, weights=result.best_weights,
+                             non_trainable_weights=result.best_non_trainable_weights)
+        return build_trained_model(self.arch_model, result)
 
 
 def arch_model(model, n_inputs: int, recipe: Recipe, seed: int, cache: dict):
@@ -72,20 +79,33 @@ def arch_model(model, n_inputs: int, recipe: Recipe, seed: int, cache: dict):
 
 
 def run_spec(recipe: Recipe):
+    """The engine's description of ``recipe``'s training, its callbacks (:func:`callbacks_for`) included."""
     from ..experiments.engine import RunSpec
 
-    return RunSpec(optimizer=recipe.optimizer, learning_rate=float(recipe.learning_rate), loss=recipe.loss,
+    spec = RunSpec(optimizer=recipe.optimizer, learning_rate=float(recipe.learning_rate), loss=recipe.loss,
                    huber_delta=float(recipe.huber_delta), scale_x=recipe.scale_x, scale_y=recipe.scale_y,
                    epochs=int(recipe.epochs), batch_size=int(recipe.batch_size), clipnorm=recipe.clipnorm,
                    momentum=float(recipe.momentum), optimizer_config=recipe.optimizer_config,
                    loss_object=recipe.loss_object)
+    if not (recipe.early_stopping or recipe.reduce_lr_on_plateau):
+        return spec
+    settings = {}
+    for cb in callbacks_for(recipe, spec=spec):
+        if type(cb).__name__ == "EarlyStopping":
+            settings["early_stopping_patience"] = int(cb.patience)
+        elif type(cb).__name__ == "ReduceLROnPlateau":
+            settings.update(reduce_lr_patience=int(cb.patience), reduce_lr_factor=float(cb.factor),
+                            reduce_lr_min=float(cb.min_lr))
+    return replace(spec, **settings)
 
 
 def run_trials(model, X, y, trials: list[Trial], *, seed: int, cache: dict,
-               done: Callable[[int], None] | None = None, executor=None) -> list[Trial]:
+               done: Callable[[int], None] | None = None, executor=None, validation_data=None,
+               keep_best: bool = False) -> list[Trial]:
     """Train every trial on the engine, grouped by architecture; identical recipes train once.
 
-    ``executor``: where the runs train (see :func:`fitdoctor.experiments.engine.train_runs`)."""
+    ``executor``, ``validation_data``, ``keep_best``: as in :func:`fitdoctor.experiments.engine.train_runs`
+    (each trial's ``result`` then holds its held-out curve and best-epoch weights)."""
     from ..experiments.engine import train_runs
 
     n_inputs = tuple(np.shape(X)[1:])  # one row as the model takes it
@@ -97,7 +117,8 @@ def run_trials(model, X, y, trials: list[Trial], *, seed: int, cache: dict,
         by_arch.setdefault(r.architecture, []).append(r)
     for recipes in by_arch.values():
         base = arch_model(model, n_inputs, recipes[0], seed, cache)
-        results = train_runs(base, X, y, [run_spec(r) for r in recipes], seed=seed, executor=executor)
+        results = train_runs(base, X, y, [run_spec(r) for r in recipes], seed=seed, executor=executor,
+                             validation_data=validation_data, keep_best=keep_best)
         for r, res in zip(recipes, results):
             for t in unique[r]:
                 t.final_mse = float(res.final_mse)
@@ -158,7 +179,7 @@ def make_loss(recipe: Recipe):
     return engine_loss(spec)
 
 
-def callbacks_for(recipe: Recipe, *, monitor: str = "loss") -> list:
+def callbacks_for(recipe: Recipe, *, monitor: str = "loss", spec=None) -> list:
     """EarlyStopping that restores the best weights and ReduceLROnPlateau, both on ``monitor`` (the
     training loss; ``"val_loss"`` stops on the validation loss, with a shorter patience)."""
     import keras
@@ -168,7 +189,8 @@ def callbacks_for(recipe: Recipe, *, monitor: str = "loss") -> list:
         patience = max(10, recipe.epochs // 10) if monitor == "val_loss" else max(50, recipe.epochs // 10)
         cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=patience,
                                                  min_delta=0.0, restore_best_weights=True))
-    if recipe.reduce_lr_on_plateau and not run_spec(recipe).has_schedule:  # a schedule's rate cannot be set
+    spec = spec if spec is not None else run_spec(recipe.replace(early_stopping=False, reduce_lr_on_plateau=False))
+    if recipe.reduce_lr_on_plateau and not spec.has_schedule:  # a schedule's rate cannot be set
         cbs.append(keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=max(15, recipe.epochs // 40),
                                                      min_lr=float(recipe.learning_rate) * 1e-3))
     return cbs

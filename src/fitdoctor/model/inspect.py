@@ -298,6 +298,27 @@ class ModelInfo:
 
 _PASSIVE_LAYERS = {"InputLayer", "Dropout", "Normalization", "Rescaling", "Flatten", "Reshape",
                    "GaussianNoise", "Identity", "BatchNormalization", "LayerNormalization"}
+#: layers that are linear maps of their inputs (they select, reorder, pad, sum or average values)
+_LINEAR_LAYERS = _PASSIVE_LAYERS | {
+    "Permute", "RepeatVector", "Cropping1D", "Cropping2D", "Cropping3D", "ZeroPadding1D", "ZeroPadding2D",
+    "ZeroPadding3D", "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
+    "AveragePooling1D", "AveragePooling2D", "AveragePooling3D", "SpatialDropout1D", "SpatialDropout2D",
+    "SpatialDropout3D", "GaussianDropout", "AlphaDropout", "Concatenate", "Add", "Subtract", "Average"}
+#: layers with a kernel that are linear maps when their activation is linear (a convolution is a
+#: matrix product over its receptive field; a SimpleRNN without activation is a linear recurrence).
+#: LSTM/GRU multiply gates by states and are never linear.
+_KERNEL_LAYERS = {"Dense", "EinsumDense", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
+                  "Conv3DTranspose", "SeparableConv1D", "SeparableConv2D", "DepthwiseConv1D", "DepthwiseConv2D",
+                  "SimpleRNN"}
+
+
+def kernel_fan_in(shape) -> int:
+    """Keras's fan-in of a kernel: its rows for a matrix (Dense, LSTM/GRU ``kernel``); input channels
+    times the receptive field for a convolution kernel ``(k..., in, out)``."""
+    shape = tuple(int(d) for d in shape)
+    if len(shape) <= 2:
+        return shape[0]
+    return int(np.prod(shape[:-2])) * shape[-2]
 
 
 def _activation_name(act: Any) -> str | None:
@@ -338,14 +359,14 @@ def describe_model(model) -> ModelInfo:
             name=layer.name, class_name=cls, units=cfg.get("units"), activation=act,
             kernel_initializer=init_name, l1=l1, l2=l2, dropout=float(cfg.get("rate", 0.0) or 0.0) if cls == "Dropout" else 0.0,
             n_params=int(sum(w.size for w in weights)),
-            fan_in=int(kernel.shape[0]) if kernel is not None else None,
+            fan_in=kernel_fan_in(kernel.shape) if kernel is not None else None,
             kernel_std=float(kernel.std()) if kernel is not None else None,
             bias_abs_mean=float(np.abs(bias).mean()) if bias is not None and bias.size else None,
         )
         layers.append(info)
-        if cls in _PASSIVE_LAYERS:
+        if cls in _LINEAR_LAYERS:
             continue
-        if cls == "Dense":
+        if cls in _KERNEL_LAYERS:
             if act not in LINEAR_ACTIVATIONS and layer is not last_dense(model):
                 linear = False
         elif cls == "Activation":

@@ -183,21 +183,38 @@ def _per_output_losses(loss, layout: IOLayout) -> list:
     return [loss if loss is not None else "mse"] * len(layout.output_names)
 
 
+def output_loss_weights(model, layout: IOLayout) -> list[float]:
+    """The ``loss_weights`` the user's model was compiled with, one per output (1.0 where not given)."""
+    try:
+        weights = (model.get_compile_config() or {}).get("loss_weights")
+    except Exception:  # an uncompiled model
+        weights = None
+    if isinstance(weights, dict):
+        return [float(weights.get(n, 1.0)) for n in layout.output_names]
+    if isinstance(weights, (list, tuple)):
+        return [float(w) for w in weights] + [1.0] * (len(layout.output_names) - len(weights))
+    return [1.0] * len(layout.output_names)
+
+
 def _loss_name(loss) -> str:
     if isinstance(loss, str):
         return loss
     return getattr(loss, "__name__", None) or getattr(loss, "name", None) or type(loss).__name__
 
 
-def summed_output_loss(loss, layout: IOLayout):
-    """A ``Loss`` whose per-row value is the sum over the outputs of the user's per-row losses.
+def summed_output_loss(loss, layout: IOLayout, weights=None):
+    """A ``Loss`` whose per-row value is the sum over the outputs of the user's per-row losses,
+    each times its ``loss_weights`` entry (``weights``, one per output; default 1).
 
-    ``model.fit`` of a several-output model minimises the sum of the outputs' losses, each the
-    mean over the batch of its per-row values: the mean over the batch of the per-row sums.
+    ``model.fit`` of a several-output model minimises the weighted sum of the outputs' losses, each
+    the mean over the batch of its per-row values: the mean over the batch of the per-row sums.
+    The returned object carries ``per_output_losses``, ``loss_weights`` and ``output_names`` (what
+    ``fix.py`` compiles the user's model with).
     """
     import keras
 
     losses = _per_output_losses(loss, layout)
+    weights = [1.0] * len(losses) if weights is None else [float(w) for w in weights]
     names = sorted({_loss_name(l) for l in losses})
     sizes = layout.output_sizes
     shapes = layout.output_shapes
@@ -214,18 +231,22 @@ def summed_output_loss(loss, layout: IOLayout):
     class SumOfOutputLosses(keras.losses.Loss):
         def call(self, y_true, y_pred):
             total, start = None, 0
-            for fn, size, shape in zip(fns, sizes, shapes):
+            for fn, w, size, shape in zip(fns, weights, sizes, shapes):
                 yt = keras.ops.reshape(y_true[:, start:start + size], (-1,) + tuple(shape))
                 yp = keras.ops.reshape(y_pred[:, start:start + size], (-1,) + tuple(shape))
                 v = fn(keras.ops.cast(yt, yp.dtype), yp)
                 if len(v.shape) > 1:  # a loss that leaves values per column: Keras averages them
                     v = keras.ops.mean(keras.ops.reshape(v, (keras.ops.shape(v)[0], -1)), axis=-1)
+                v = v if w == 1.0 else v * w
                 total = v if total is None else total + v
                 start += size
             return total
 
     obj = SumOfOutputLosses(name="sum_of_output_losses")
     obj.output_losses = names  # what is summed, for notes
+    obj.per_output_losses = list(losses)  # the user's loss of each output, in the model's output order
+    obj.loss_weights = list(weights)
+    obj.output_names = list(layout.output_names)
     return obj
 
 
@@ -256,7 +277,8 @@ def flatten_problem(model, X, y, validation_data=None) -> FlatProblem:
     optimizer = getattr(model, "optimizer", None)
     if optimizer is not None or loss is not None:
         opt = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer)) if optimizer is not None else "adam"
-        flat_loss = summed_output_loss(loss, layout) if layout.several_outputs else loss
+        weights = output_loss_weights(model, layout) if layout.several_outputs else None
+        flat_loss = summed_output_loss(loss, layout, weights) if layout.several_outputs else loss
         flat.compile(optimizer=opt, loss=flat_loss if flat_loss is not None else "mse")
     vd = validation_data
     if vd is not None and isinstance(vd, (tuple, list)) and len(vd) >= 2:
@@ -269,10 +291,12 @@ def flatten_problem(model, X, y, validation_data=None) -> FlatProblem:
                      "input scaling is per column); the saved model takes the inputs as you give them")
     if layout.several_outputs:
         desc = ", ".join(f"{n} {s}" for n, s in zip(layout.output_names, layout.output_shapes))
+        w = output_loss_weights(model, layout)
+        weighted = "" if all(x == 1.0 for x in w) else f", loss_weights {', '.join(f'{x:g}' for x in w)}"
         notes.append(f"{len(layout.output_shapes)}-output model ({desc}): trained on the sum of the per-output "
-                     f"losses ({', '.join(_loss_name(l) for l in _per_output_losses(loss, layout))}), as model.fit "
-                     "does (loss `SumOfOutputLosses`); MSE and the references are the mean over all output columns; "
-                     "the saved model has your outputs (fix.py cannot rebuild this loss: retrain from model.keras)")
+                     f"losses ({', '.join(_loss_name(l) for l in _per_output_losses(loss, layout))}{weighted}), as "
+                     "model.fit does (loss `SumOfOutputLosses`); MSE and the references are the mean over all output "
+                     "columns; the saved model and fix.py have your outputs and per-output losses")
     return FlatProblem(flat, Xf, yf, vd, layout, notes)
 
 
@@ -321,6 +345,7 @@ def accepts_several_inputs_outputs(fn):
             # ``flat_model``: the repaired flat model, which the data the repair keeps (side by side) fits
             result.flat_model = result.model
             result.model = restore_io(result.model, flat.layout)
+            result.io_layout = flat.layout  # fix.py trains your inputs and outputs (fix/script.py)
         _add_notes(result, flat.notes)
         return result
 

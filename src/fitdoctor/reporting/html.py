@@ -578,8 +578,11 @@ def comparison_fragment(comparison, *, level: int = 2, prefix: str = "") -> str:
         if n_div:
             details.append(f"{n_div} configuration{'s' if n_div != 1 else ''} diverged.")
         if getattr(comparison, "validation_", None):
-            details.append(f"Ranked by held-out MSE ({escape(comparison.validation_)}); held-out optimum "
-                           f"({escape(str(comparison.val_optimum_kind_))}) {_num(comparison.val_optimum_)}.")
+            vals = df["val_loss"].astype(float).to_numpy() if "val_loss" in df else np.full(len(df), np.nan)
+            vopt = float(comparison.val_optimum_)
+            details.append(f"Ranked by held-out MSE ({escape(comparison.validation_)}): the best's held-out MSE is "
+                           f"{_num(vals[best])}, <strong>{ratio_text(vals[best] / vopt if vopt > 0 else np.nan)} the "
+                           f"held-out optimum</strong> ({escape(str(comparison.val_optimum_kind_))}) {_num(vopt)}.")
         parts.append(_verdict_box(kind, headline, details))
         cols = [c for c in ("label", "final_loss", "best_loss", "gap", "val_loss", "epochs_to_optimum", "diverged", "engine")
                 if c in df]
@@ -599,7 +602,14 @@ def comparison_fragment(comparison, *, level: int = 2, prefix: str = "") -> str:
         parts.append(f"<h{level}>Results, best first</h{level}>" + _table(headers, rows, row_classes=classes, stack=True))
     if runs:
         parts.append(f"<h{level}>Figures</h{level}>")
-        parts.append(_figure(lambda ax: TrainingCurvesDisplay.from_comparison(comparison, ax=ax),
+        val_curves = getattr(comparison, "val_curves_", None) or []
+        if val_curves and all(c is not None for c in val_curves):
+            parts.append(_figure(lambda ax: TrainingCurvesDisplay.from_comparison(comparison, ax=ax, heldout=True),
+                                 fig_id=f"{prefix}fig-heldout-curves", figsize=(5.4, 3.8),
+                                 caption="Held-out MSE per epoch of every configuration (original units, log scale; "
+                                         f"{escape(str(getattr(comparison, 'validation_', '')))}) and the references "
+                                         "measured on the same held-out rows as horizontal lines."))
+        parts.append(_figure(lambda ax: TrainingCurvesDisplay.from_comparison(comparison, ax=ax, heldout=False),
                              fig_id=f"{prefix}fig-curves", figsize=(5.4, 3.8),
                              caption="Training MSE per epoch of every configuration (original units, log scale) "
                                      "and the reference optima as horizontal lines."))

@@ -124,20 +124,48 @@ class TrainingCurvesDisplay:
         return cls(curves=curves, references=refs, title=title, diverged=diverged).plot(ax=ax)
 
     @classmethod
-    def from_comparison(cls, comparison, *, ax=None, max_runs: int = 32) -> "TrainingCurvesDisplay":
-        """Every run of a :class:`fitdoctor.Comparison` (the best ``max_runs`` when there are more)."""
-        runs = list(getattr(comparison, "runs_", []))
-        if len(runs) > max_runs:
-            key = lambda r: (bool(r.diverged), r.final_mse if np.isfinite(r.final_mse) else np.inf)  # noqa: E731
-            runs = sorted(runs, key=key)[:max_runs]
-        curves = {r.spec.label(): list(r.mse) for r in runs}
+    def from_comparison(cls, comparison, *, ax=None, max_runs: int = 32,
+                        heldout: bool = False) -> "TrainingCurvesDisplay":
+        """Every run of a :class:`fitdoctor.Comparison` (the best ``max_runs`` on held-out MSE when there are more).
+
+        ``heldout=False`` (default): the training MSE per epoch with the training-row references;
+        ``heldout=True``: each run's held-out MSE per epoch (``val_curves_``) with the references
+        measured on the same held-out rows (a ValueError when the comparison has no held-out curves)."""
+        all_runs = list(getattr(comparison, "runs_", []))
+        val_curves = list(getattr(comparison, "val_curves_", None) or [None] * len(all_runs))
+        if heldout and any(c is None for c in val_curves):
+            raise ValueError("this comparison has no held-out curve for every run (val_curves_): plot heldout=False")
+        ranks = None
+        df = getattr(comparison, "results_", None)
+        if df is not None and "rank" in df and len(df) == len(all_runs):
+            ranks = [int(v) for v in df["rank"].to_numpy()]
+        order = list(range(len(all_runs)))
+        if ranks is not None:  # best on held-out rows first (diverged runs rank last)
+            order.sort(key=lambda i: ranks[i])
+        else:
+            order.sort(key=lambda i: (bool(all_runs[i].diverged),
+                                      all_runs[i].final_mse if np.isfinite(all_runs[i].final_mse) else np.inf))
+        # the best max_runs, drawn in grid order: a run keeps its colour in the held-out and the training figure
+        order = sorted(order[:max_runs])
+        runs = [all_runs[i] for i in order]
+        if heldout:
+            curves = {all_runs[i].spec.label(): list(val_curves[i]) for i in order}
+            refs = {k: float(v) for k, v in (getattr(comparison, "heldout_references_", None) or {}).items()
+                    if v is not None and np.isfinite(v)}
+            if getattr(comparison, "linear_model_", False):
+                refs.pop("nonlinear reference", None)
+            ylabel = "held-out MSE (original units, log scale)"
+        else:
+            curves = {r.spec.label(): list(r.mse) for r in runs}
+            refs = _references(getattr(comparison, "reference_", None))
+            ylabel = "training MSE (original units, log scale)"
         diverged = [r.spec.label() for r in runs if r.diverged]
-        title = f"{len(getattr(comparison, 'runs_', []))} configurations"
-        if len(runs) < len(getattr(comparison, "runs_", [])):
-            title += f" (best {len(runs)} shown)"
+        title = f"{len(all_runs)} configurations" + (": held-out MSE per epoch" if heldout else ": training MSE per epoch")
+        if len(runs) < len(all_runs):
+            title += f" (best {len(runs)} on held-out rows shown)" if ranks is not None else f" (best {len(runs)} shown)"
         dashed = [r.spec.label() for r in runs if getattr(r.spec, "scale_y", False)]
-        return cls(curves=curves, references=_references(getattr(comparison, "reference_", None)),
-                   title=title, diverged=diverged, dashed=dashed).plot(ax=ax)
+        return cls(curves=curves, references=refs, title=title, ylabel=ylabel, diverged=diverged,
+                   dashed=dashed).plot(ax=ax)
 
     @classmethod
     def from_history(cls, history, *, reference=None, label: str = "training loss", ax=None,

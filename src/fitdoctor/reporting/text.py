@@ -136,3 +136,15 @@ def budget_line(budget: dict | None) -> str | None:
     if budget.get("ratio_to_fit") is not None:
         parts.append(f"{budget['ratio_to_fit']:.2g}x one plain fit ({budget['fit_seconds']:.2g} s)")
     return "budget: " + ", ".join(parts)
+
+
+def comparison_best_line(cmp) -> str:
+    """One line naming a comparison's best run: the lowest HELD-OUT MSE (``rank`` 1, ``best_run()``),
+    with its training MSE beside it (a run can fit its training rows best and still predict new rows worse)."""
+    best = cmp.best_run()
+    row = cmp.results_.loc[cmp.results_["rank"] == 1].iloc[0]
+    val, opt = float(row["val_loss"]), float(cmp.val_optimum_)
+    ratio = f"{val / opt:.3g}x" if opt > 0 and math.isfinite(val) else "n/a"
+    return (f"compare: {len(cmp.runs_)} runs; best on held-out rows ({cmp.validation_}): {best.spec.label()}, "
+            f"held-out MSE {fmt(val)} ({ratio} the held-out {cmp.val_optimum_kind_} optimum {fmt(opt)}); "
+            f"its final training MSE {fmt(best.final_mse)}")

@@ -15,9 +15,13 @@ class UnderfitCapacity(Rule):
 
     ## What it does
     When the model has no nonlinearity (a stack of Dense layers without activations is still a
-    linear model), compares the best any linear model can do (the least-squares MSE) with a
+    linear model; so are Conv1D/2D and SimpleRNN layers without an activation, average pooling,
+    flattening and concatenation; an LSTM, GRU or max pooling never is, and the rule stays out of
+    those models), compares the best any linear model can do (the least-squares MSE) with a
     cross-validated nonlinear reference (gradient boosting). If the nonlinear reference is at
-    least 2x better, the model cannot converge to a good loss however it is trained. During
+    least 2x better, the model cannot converge to a good loss however it is trained. Sequences and
+    images are compared on their flattened windows: least squares on every value of a window is a
+    lower bound for any linear model of it. During
     training it flags a loss stuck at the least-squares optimum.
 
     Minimum evidence: a linear model, a finite least-squares MSE and a cross-validated
