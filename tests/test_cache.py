@@ -56,8 +56,12 @@ def test_cli_keeps_programs_on_disk_and_a_second_process_reuses_them(tmp_path):
     assert any(name.startswith("jit_all_groups") for name in stored), stored  # the engine's program
     second, res2 = _compare_in_new_process(tmp_path, str(cache), "second")
     assert second["cache_dir"] == str(cache)
-    # found and loaded: a program compiled again would have been written again
-    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == stored
+    # found and loaded: a program compiled again would have been written again. A tiny program that
+    # compiled under the 0.05 s threshold in the first process may cross it in the second on a busy
+    # machine and be stored then; the engine's programs and everything stored first must be reused.
+    after = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    assert {name: after.get(name) for name in stored} == stored
+    assert not [name for name in set(after) - set(stored) if name.startswith("jit_all_groups")]
     assert res1["runs"] == res2["runs"]  # and it computes the same curves
     off, _ = _compare_in_new_process(tmp_path, "off", "off")
     assert off["cache_dir"] is None

@@ -73,7 +73,10 @@ def healthy_configs() -> list[dict]:
                 out.append({"data": d, "arch": arch, "optimizer": opt, "lr": lr, "epochs": epochs})
     # swap in the keras.io tutorial pattern, the LSTM and the bundled data (still 40 in all)
     out[0] = {"data": "diabetes", "arch": "linear", "optimizer": "adam", "lr": 1e-2, "epochs": 100}
-    out[1] = {"data": "diabetes", "arch": "tutorial", "optimizer": "adam", "lr": 1e-3, "epochs": 100}
+    # 40 epochs: at 100 the 64-64 tutorial network overfits 256 training rows (measured: held-out MSE 0.648
+    # against least squares' 0.4475, and an L2 penalty of 0.01 reaches 0.423, 3.4 standard errors better),
+    # so it is not a sound configuration; at 40 (and 20) its held-out MSE is within 1% of least squares'
+    out[1] = {"data": "diabetes", "arch": "tutorial", "optimizer": "adam", "lr": 1e-3, "epochs": 40}
     out[2] = {"data": "sequence", "arch": "lstm", "optimizer": "adam", "lr": 1e-2, "epochs": 100}
     out[3] = {"data": "diabetes", "arch": "mlp8", "optimizer": "rmsprop", "lr": 3e-3, "epochs": 100}
     return out

@@ -82,7 +82,7 @@ def build_context(model=None, X=None, y=None, *, optimizer=None, learning_rate=N
                                   epochs=epochs, batch_size=batch_size)
     if model is None and Xa.ndim > 2:
         raise InputError(f"sequence or image inputs need their model: pass it (Received X with shape {Xa.shape})")
-    info = describe_model(model) if model is not None else ModelInfo.seed_linear(  # one unit per target (H3, #11)
+    info = describe_model(model) if model is not None else ModelInfo.seed_linear(  # one unit per target
         Xa.shape[1], 1 if ya.ndim < 2 else int(np.prod(ya.shape[1:])))
     if model is not None and info.n_inputs and info.n_inputs != Xa.shape[-1]:
         raise InputError(f"the model takes {info.n_inputs} input features but the data has {Xa.shape[-1]}: "

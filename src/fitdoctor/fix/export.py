@@ -53,7 +53,7 @@ def build_trained_model(model, result: RunResult):
     return keras.Model(inp, out, name=f"{inner.name}_trained")
 
 
-# H3 (#11): a subclassed model has no ``inputs``; the shape it was built with (Keras's build config) is the row
+# a subclassed model has no ``inputs``; the shape it was built with (Keras's build config) is the row
 # shape, e.g. (12, 3) for sequences (the sequential engine leaves ``result.x_mean`` None when X is not scaled)
 def _built_row_shape(model) -> tuple | None:
     try:

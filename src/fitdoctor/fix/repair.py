@@ -872,7 +872,7 @@ def _candidates_step(s: _Setup, search: _Search) -> _Candidates:
     best_lr = min(near, key=lambda lr: abs(np.log(lr / base.learning_rate)))
     if not v(all_user_lr) > v(lr_trials[best_lr]) * (1 + KEEP_TOLERANCE):
         best_lr = base.learning_rate  # the user's rate is as good: keep it
-    # H3 (#11): another rate replaces the user's only by the keep rule's held-out test (significant over the
+    # another rate replaces the user's only by the keep rule's held-out test (significant over the
     # other rates compared). Measured on the conformance Conv1D twin (SGD nesterov 0.01, 80 training rows):
     # 0.3 scored 31% lower at z = 1.0 and its retrain on all rows oscillated to a training MSE above var(y).
     elif not significant_gain(search.errs.get(lr_trials[best_lr].recipe), search.errs.get(all_user_lr.recipe),
