@@ -261,7 +261,8 @@ def run_probe(ctx: Context, findings: list[Finding], *, seed: int = 0, progress=
     baseline's MSE (original units), or the baseline diverged and the fixed run did not.
     """
     try:
-        from .experiments.engine import RunSpec, replica_check_needed, train_runs, verify_replica
+        from .experiments.engine import RunSpec, replica_check_needed, train_runs
+        from .experiments.replica_check import check_replica
     except ImportError:  # pragma: no cover - the engine is part of the package
         return {"notes": ["probe skipped: the experiment engine is not available"]}
     model = ctx.model if ctx.model is not None else _seed_linear_model(ctx.X.shape[1], seed, ctx.n_targets)
@@ -290,13 +291,13 @@ def run_probe(ctx: Context, findings: list[Finding], *, seed: int = 0, progress=
     baseline = results[0]
     replica = None
     if baseline.engine == "vectorized" and replica_check_needed(model):
-        agrees, said = verify_replica(model, X, y, baseline, seed=seed)
-        replica = {"agrees": agrees, "check": said}
-        if agrees is False:  # the engine does not reproduce this model: every run with model.fit instead
+        check = check_replica(model, X, y, baseline.spec, seed=seed, result=baseline)
+        replica = {"agrees": check.agrees, "check": check.check}
+        if check.sequential:  # the engine does not reproduce this model: every run with model.fit instead
             results = train_runs(model, X, y, specs, seed=seed, callback=progress, engine="sequential",
                                  executor=executor)
             baseline = results[0]
-            notes.append(f"{said}: they disagree, so the probe trained with model.fit (sequential engine)")
+            notes.append(f"{check.check}: they disagree, so the probe trained with model.fit (sequential engine)")
     b_loss = _final(baseline)
     variants = []
     for f, res in zip(owners[1:], results[1:]):

@@ -59,6 +59,13 @@ def _callback_state(specs: list[RunSpec], lrs: np.ndarray, tv0, ntv0) -> tuple[d
     return state, params
 
 
+def _where_runs(mask, a, b):
+    """``a`` for the runs where ``mask`` holds, else ``b`` (``mask`` has one entry per run, the leading axis)."""
+    import jax.numpy as jnp
+
+    return jnp.where(jnp.reshape(mask, (-1,) + (1,) * (jnp.ndim(a) - 1)), a, b)
+
+
 def _after_epoch(cbs: dict, cbp: dict, old, new, ep_loss, ep):
     """Keras's EarlyStopping(monitor="loss", restore_best_weights=True) and ReduceLROnPlateau(monitor="loss")
     at the end of epoch ``ep`` (1-based), per run: a stopped run keeps its state (it trains no more)."""
@@ -68,12 +75,9 @@ def _after_epoch(cbs: dict, cbp: dict, old, new, ep_loss, ep):
     if not cbs:
         return new, cbs
 
-    def pick(mask, a, b):  # a where mask (per run), else b
-        return jnp.where(jnp.reshape(mask, (-1,) + (1,) * (jnp.ndim(a) - 1)), a, b)
-
     cbs = dict(cbs)
     active = ~cbs["stopped"] if "stopped" in cbs else jnp.ones_like(cbs["n"], dtype=bool)
-    new = jax.tree_util.tree_map(lambda a, b: pick(active, a, b), new, old)
+    new = jax.tree_util.tree_map(lambda a, b: _where_runs(active, a, b), new, old)
     cbs["n"] = cbs["n"] + active.astype(jnp.int32)
     first = ep == 1  # Keras: the first epoch is always an improvement (no best yet)
     if "stopped" in cbs:
@@ -81,8 +85,8 @@ def _after_epoch(cbs: dict, cbp: dict, old, new, ep_loss, ep):
         wait = jnp.where(improved, 0, cbs["es_wait"] + 1)
         cbs["es_best"] = jnp.where(improved, ep_loss, cbs["es_best"])
         cbs["es_epoch"] = jnp.where(improved, ep, cbs["es_epoch"])
-        cbs["es_tv"] = [pick(improved, a, b) for a, b in zip(new[0], cbs["es_tv"])]
-        cbs["es_ntv"] = [pick(improved, a, b) for a, b in zip(new[1], cbs["es_ntv"])]
+        cbs["es_tv"] = [_where_runs(improved, a, b) for a, b in zip(new[0], cbs["es_tv"])]
+        cbs["es_ntv"] = [_where_runs(improved, a, b) for a, b in zip(new[1], cbs["es_ntv"])]
         cbs["stopped"] = cbs["stopped"] | (active & ~improved & (wait >= cbp["es_patience"]) & (ep > 1))
         cbs["es_wait"] = jnp.where(active, wait, cbs["es_wait"])
     if "rl_best" in cbs:
@@ -157,11 +161,8 @@ def _group_program(base, data: _Data, specs: list[RunSpec], seed: int, fused: bo
         btv, bntv, bval, bep = best
         score = jnp.where(jnp.isfinite(vmse), vmse, jnp.inf)
         better = score < bval
-
-        def pick(new, old):
-            return jnp.where(jnp.reshape(better, (-1,) + (1,) * (new.ndim - 1)), new, old)
-
-        return ([pick(a, b) for a, b in zip(tv, btv)], [pick(a, b) for a, b in zip(ntv, bntv)],
+        return ([_where_runs(better, a, b) for a, b in zip(tv, btv)],
+                [_where_runs(better, a, b) for a, b in zip(ntv, bntv)],
                 jnp.where(better, score, bval), jnp.where(better, ep, bep))
 
     def train_epoch(state, best, cbs, lr, cbp, xm, xs, ym, ys, X, Y, V, ib, mb, cnt, ep):
