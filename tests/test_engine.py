@@ -108,18 +108,27 @@ def test_build_trained_model_predicts_raw_to_original_units(tmp_path):
     assert res.final_mse < 1.1 * least_squares(X, y)[2]  # it did train, to the optimum
 
 
-def test_batch_dependent_model_falls_back_to_sequential_and_says_so():
+def test_batch_dependent_model_trains_vectorised_with_its_last_batch_at_its_true_size():
+    """BatchNormalization mixes the rows of a batch: the engine trains an epoch's partial last batch as
+    its own step of n % B rows, so its first epoch equals model.fit's over the same batches (with the
+    padded batch it did not: 3.945 vs 4.127). The learning-rate sweep pads its batches and refuses it."""
+    from fitdoctor.experiments.replica_check import check_replica
+    from fitdoctor.experiments.sweep import sweep_losses
+
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(20, 3))
-    y = X.sum(axis=1)
+    X = rng.normal(size=(90, 4))
+    y = X @ np.array([1.0, 2.0, -1.0, 0.5]) + 0.1 * rng.normal(size=90)
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.BatchNormalization(), keras.layers.Dense(1)])
-    res = train_runs(model, X, y, [RunSpec("adam", 1e-2, epochs=3, batch_size=8)])[0]
-    assert res.engine == "sequential"
-    assert "BatchNormalization" in res.note
-    assert np.isfinite(res.mse).all() and len(res.mse) == 3
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.BatchNormalization(), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9), "mse")
+    for spec in (RunSpec("sgd", 0.05, momentum=0.9, epochs=3, batch_size=32), RunSpec("adam", 1e-2, epochs=3, batch_size=32)):
+        res = train_runs(model, X, y, [spec])[0]
+        assert res.engine == "vectorized" and np.isfinite(res.mse).all() and len(res.mse) == 3
+        check = check_replica(model, X, y, spec)
+        assert check.agrees is True, check.check
     with pytest.raises(InputError, match="BatchNormalization"):
-        train_runs(model, X, y, [RunSpec(epochs=1)], engine="vectorized")
+        sweep_losses(model, X, y, RunSpec(epochs=1), np.geomspace(1e-4, 1e-1, 10), engine="vectorized")
 
 
 def test_bad_specs_are_input_errors():
@@ -237,6 +246,54 @@ def test_by_epoch_program_matches_the_whole_program_and_serves_every_epoch_count
     assert len(programs._PROGRAM_CACHE) == n_programs
     # the first epochs of the short run are the first epochs of the long one (same batches)
     np.testing.assert_allclose(short[0].mse, by_epoch[0].mse[:2], rtol=1e-6)
+
+
+@jax_only
+@pytest.mark.parametrize("program", ["whole", "by-epoch"])
+def test_evaluation_in_chunks_of_rows_gives_the_curves_of_one_pass(program, monkeypatch):
+    """Large evaluations pass their rows in chunks (the last one padded): same curves, same training."""
+    from fitdoctor.experiments import programs
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(1101, 2))
+    y = np.sin(2 * X[:, 0]) + X[:, 1] ** 2 + 0.1 * rng.normal(size=1101)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(6, activation="relu"), keras.layers.Dense(1)])
+    specs = [RunSpec("adam", 1e-2, epochs=2, batch_size=128), RunSpec("sgd", 1e-1, scale_x=True, epochs=2, batch_size=128)]
+    val = (X[:300] + 0.5, y[:300])
+    monkeypatch.setattr(programs, "BY_EPOCH_ABOVE_WORK", 0.0 if program == "by-epoch" else 1e30)
+    runs = {}
+    for name, chunk_rows in (("at once", 10**9), ("chunks", 1)):
+        monkeypatch.setattr(programs, "EVAL_CHUNK_RUN_ROWS", chunk_rows)
+        monkeypatch.setattr(programs, "EVAL_MIN_CHUNK", 256)  # 1,101 rows: 5 chunks of 221, 4 padded; 300: none
+        engine_module.clear_program_cache()
+        runs[name] = train_runs(model, X, y, specs, seed=0, validation_data=val)
+    assert programs._eval_chunks(1101, 2) == 5 and programs._eval_chunks(300, 2) == 1
+    for a, b in zip(runs["at once"], runs["chunks"]):
+        for wa, wb in zip(a.weights, b.weights):
+            np.testing.assert_array_equal(wa, wb)  # training never depends on the evaluation
+        np.testing.assert_allclose(b.mse, a.mse, rtol=1e-6)
+        np.testing.assert_allclose(b.val_mse, a.val_mse, rtol=1e-6)
+        assert b.initial_mse == pytest.approx(a.initial_mse, rel=1e-6)
+        assert len(b.mse) == 2
+    engine_module.clear_program_cache()
+
+
+@jax_only
+def test_clipped_and_unclipped_fused_groups_do_not_share_a_program():
+    """A fused group without clipnorm leaves the gradient norms out of its program: a later group that
+    clips (same shapes) must compile its own program, not reuse that one."""
+    model, X, y = _mlp_problem()
+    plain = [RunSpec("adam", 1e-1, epochs=3, batch_size=16), RunSpec("sgd", 1e-1, epochs=3, batch_size=16)]
+    clipped = [replace(s, clipnorm=1e-3) for s in plain]
+    engine_module.clear_program_cache()
+    first = train_runs(model, X, y, plain, engine="vectorized", seed=0)
+    after = train_runs(model, X, y, clipped, engine="vectorized", seed=0)
+    engine_module.clear_program_cache()
+    alone = train_runs(model, X, y, clipped, engine="vectorized", seed=0)
+    for p, a, c in zip(first, after, alone):
+        np.testing.assert_allclose(a.mse, c.mse, rtol=1e-6)
+        assert not np.allclose(a.mse, p.mse, rtol=1e-3)  # a tiny clipnorm slows training down
 
 
 def _held_out_problem():

@@ -301,3 +301,100 @@ def test_a_subclassed_sequence_model_trained_on_scaled_targets_is_exported_with_
     assert tuple(trained.inputs[0].shape[1:]) == (5, 2)
     pred = np.asarray(trained.predict(X.astype("float32"), verbose=0), np.float64).reshape(-1)
     assert np.mean((pred - y) ** 2) == pytest.approx(res.final_mse, rel=1e-3)
+
+
+def _normalized_linear(scale, rng):
+    X = rng.normal(size=(200, 3)) * scale + scale
+    y = X.sum(axis=1) / scale
+    keras.utils.set_random_seed(0)
+    norm = keras.layers.Normalization()
+    norm.adapt(X)
+    model = keras.Sequential([keras.Input((3,)), norm, keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    return model, X, y
+
+
+def test_models_of_one_architecture_with_other_adapted_statistics_do_not_share_a_program():
+    """An adapted Normalization keeps its statistics as constants of the compiled program: a second
+    model of the same architecture adapted on other data must not reuse the first one's program
+    (it did, and diverged where model.fit reached a loss of 12)."""
+    from fitdoctor.experiments.programs import clear_program_cache
+
+    rng = np.random.default_rng(0)
+    first, XA, yA = _normalized_linear(1.0, rng)
+    second, XB, yB = _normalized_linear(100.0, rng)
+    spec = [RunSpec(optimizer="sgd", learning_rate=0.01, epochs=3, batch_size=32)]
+    train_runs(first, XA, yA, spec)
+    after_other = train_runs(second, XB, yB, spec)[0]
+    clear_program_cache()
+    alone = train_runs(second, XB, yB, spec)[0]
+    assert after_other.engine == alone.engine == "vectorized"
+    np.testing.assert_allclose(after_other.loss, alone.loss, rtol=1e-6)
+
+
+def test_the_compiled_inference_call_of_one_architecture_uses_each_models_own_statistics():
+    """call_model compiles one program per architecture; two Normalization models adapted on other
+    data predict what their own eager calls predict."""
+    from fitdoctor.model.replica import call_model
+
+    rng = np.random.default_rng(1)
+    for scale in (1.0, 100.0):
+        model, X, _ = _normalized_linear(scale, rng)
+        eager = np.asarray(model(X.astype("float32"), training=False), dtype=np.float64)
+        np.testing.assert_allclose(call_model(model, X), eager, rtol=1e-5, atol=1e-6)
+
+
+@keras.saving.register_keras_serializable(package="fitdoctor_tests")
+class _NoTrainingArgument(keras.Model):
+    """A subclassed model whose ``call`` takes no ``training`` argument (as many users write it)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden = keras.layers.LSTM(4)
+        self.out = keras.layers.Dense(1)
+
+    def call(self, x):
+        return self.out(self.hidden(x))
+
+
+def test_a_subclassed_call_without_training_runs_on_the_vectorised_engine_as_model_fit_does():
+    """stateless_call hands its keywords to call itself: the engine passes ``training`` only to a call
+    that takes it, as Keras's own trainer does (it failed with a TypeError and went sequential)."""
+    from fitdoctor.experiments.replica_check import check_replica
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(64, 6, 2)).astype("float32")
+    y = X[:, :, 0].mean(axis=1)
+    keras.utils.set_random_seed(0)
+    model = _NoTrainingArgument()
+    model(X[:1])
+    model.compile(optimizer="adam", loss="mse")
+    spec = RunSpec(optimizer="adam", learning_rate=0.01, epochs=2, batch_size=16)
+    result = train_runs(model, X, y, [spec])[0]
+    assert result.engine == "vectorized", result.note
+    check = check_replica(model, X, y, spec)
+    assert check.agrees is True, check.check
+
+
+@pytest.mark.slow  # a repair and a run of fix.py in a fresh process
+def test_fix_script_of_a_subclassed_model_imports_its_class_and_reproduces_the_repair(tmp_path):
+    """fix.py of a subclassed model imports the module that registers the user's class (load_model of the
+    architecture file needs it), runs without fitdoctor and reaches the repaired training MSE."""
+    import re
+
+    import conformance_models as cm
+
+    X, y = cm.make_data("dense", "n")
+    model = cm.make_model("subclassed", "dense", X, 1, loss="mse",
+                          optimizer=keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True))
+    rep = fitdoctor.repair(model, X, y * 1e4 + 1e4, epochs=20)
+    rep.save(tmp_path / "out")
+    script = (tmp_path / "out" / "fix.py").read_text()
+    assert "import conformance_models  # registers your class `SubclassedRegressor`" in script
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = os.path.dirname(__file__)  # the user's own module on their path, fitdoctor not
+    run = subprocess.run([sys.executable, str(tmp_path / "out" / "fix.py")], capture_output=True, text=True, env=env,
+                         timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    mse = float(re.search(r"final training MSE: (\S+)", run.stdout).group(1))
+    assert mse <= 1.5 * rep.after_loss, (mse, rep.after_loss)  # plain model.fit: other batches than the engine's

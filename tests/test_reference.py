@@ -37,3 +37,25 @@ def test_reference_ignores_non_finite_rows_and_reports_the_mean_predictor():
     # an optimum of 0 (noiseless data) is floored at 1e-6 var(y): the gap is against var(y), never a division by 0
     assert ref.noiseless(linear=True)
     assert ref.gap(1e-3, linear=True) == pytest.approx(1e-3 / (1e-6 * np.var(y[ok])))
+
+
+def test_several_targets_keep_each_targets_references_and_the_reports_show_them():
+    """References are per output: each column's mean-predictor, least-squares and nonlinear MSE equal
+    that column's own reference; the text and markdown reports list them under the targets' names."""
+    import fitdoctor
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    Y = np.c_[X @ [1.0, 2.0, 3.0] + rng.normal(size=200), 1000 * np.sin(X[:, 0])]
+    report = fitdoctor.diagnose(None, X, Y, probe=False, target_name="price,demand")
+    per = report.reference.per_target()
+    assert len(per) == 2
+    for j, entry in enumerate(per):
+        alone = compute_reference(X, Y[:, j], seed=0)
+        assert entry["mean_mse"] == pytest.approx(alone.mean_mse, rel=1e-9)
+        assert entry["linear_mse"] == pytest.approx(alone.linear_mse, rel=1e-9)
+        assert entry["nonlinear_mse"] == pytest.approx(alone.nonlinear_mse, rel=1e-9)
+    assert per[0]["linear_mse"] < 2 < per[1]["linear_mse"]  # noise 1 vs a nonlinear target in the thousands
+    text = report.to_text()
+    assert "price: mean" in text and "demand: mean" in text
+    assert "| price |" in report.to_markdown() and "| demand |" in report.to_markdown()

@@ -108,3 +108,23 @@ def test_repair_trains_every_run_with_model_fit_when_the_replica_disagrees():
     rep = fitdoctor.repair(_model(BatchCentre()), X, y, epochs=2, validation_split=0.25)
     assert {row["engine"] for row in rep.ablation_} == {"sequential"}
     assert any("disagree" in n for n in rep.report.notes)
+
+
+def test_find_lr_sweeps_with_model_fit_when_the_replica_disagrees():
+    X, y = _data()  # 34 rows: the first fold's 27 training rows end in a padded batch
+    model = _model(BatchCentre())
+    before = [w.copy() for w in model.get_weights()]
+    lr = fitdoctor.find_lr(model, X, y, steps=12)
+    assert lr.replica_.agrees is False and lr.engine_ == "sequential"
+    assert any("disagree" in n for n in lr.notes_)
+    assert lr.to_dict()["replica"]["sequential"] is True
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def test_find_lr_keeps_the_engine_when_the_replica_agrees():
+    X, y = _data(n=120)
+    norm = keras.layers.Normalization()
+    norm.adapt(X)
+    lr = fitdoctor.find_lr(_model(norm), X, y, steps=12)
+    assert lr.replica_.agrees is True and lr.engine_ == "vectorized"
+    assert not any("disagree" in n for n in lr.notes_)

@@ -88,8 +88,12 @@ def build_context(model=None, X=None, y=None, *, optimizer=None, learning_rate=N
         raise InputError(f"the model takes {info.n_inputs} input features but the data has {Xa.shape[-1]}: "
                          "pass the same columns the model was built for")
     input_shape = tuple(Xa.shape[1:]) if Xa.ndim > 2 else ()
-    if input_shape and not names:
-        names = [f"x{i}" for i in range(int(np.prod(input_shape)))]
+    if input_shape and names and len(names) == input_shape[-1] != int(np.prod(input_shape)):
+        # one name per channel: a name per cell of the flattened rows, e.g. "x2[t5]" (channel x2 at step 5)
+        names = [f"{c}[t{','.join(map(str, at))}]" for at in np.ndindex(*input_shape[:-1]) for c in names]
+    n_columns = int(np.prod(Xa.shape[1:]))
+    if (input_shape and not names) or (names and len(names) != n_columns):  # e.g. several inputs side by side
+        names = [f"x{i}" for i in range(n_columns)]
     ctx = Context(X=Xa.reshape(len(Xa), -1), y=ya, config=config, model_info=info, feature_names=list(names or []),
                   target_name=tname, model=model, seed=seed, nonlinear_reference=nonlinear_reference,
                   validation_data=validation_data, y_shape=y_shape, input_shape=input_shape)

@@ -38,6 +38,19 @@ class Reference:
     linear_intercept: float
     #: several target columns: each column's var(y) (the other fields are means over the columns); () for one
     target_mean_mse: tuple[float, ...] = ()
+    #: several target columns: each column's least-squares and nonlinear-reference MSE; () for one target
+    target_linear_mse: tuple[float, ...] = ()
+    target_nonlinear_mse: tuple[float | None, ...] = ()
+
+    def per_target(self) -> list[dict[str, float | None]]:
+        """Each target column's references (mean predictor, least squares, nonlinear reference); one
+        entry for one target."""
+        if not self.target_mean_mse:
+            return [{"mean_mse": self.mean_mse, "linear_mse": self.linear_mse, "nonlinear_mse": self.nonlinear_mse}]
+        nonlinear = self.target_nonlinear_mse or (None,) * len(self.target_mean_mse)
+        linear = self.target_linear_mse or (float("nan"),) * len(self.target_mean_mse)
+        return [{"mean_mse": m, "linear_mse": lin, "nonlinear_mse": nl}
+                for m, lin, nl in zip(self.target_mean_mse, linear, nonlinear)]
 
     def optimum(self, *, linear: bool = True) -> float:
         """Best achievable training MSE: least squares for a linear model, else the best reference."""
@@ -85,21 +98,23 @@ class Reference:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["linear_coef"] = list(self.linear_coef)
-        d["target_mean_mse"] = list(self.target_mean_mse)
+        for name in ("target_mean_mse", "target_linear_mse", "target_nonlinear_mse"):
+            d[name] = list(getattr(self, name))
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Reference":
         d = dict(d)
         d["linear_coef"] = tuple(d["linear_coef"])
-        d["target_mean_mse"] = tuple(d.get("target_mean_mse") or ())
+        for name in ("target_mean_mse", "target_linear_mse", "target_nonlinear_mse"):
+            d[name] = tuple(d.get(name) or ())
         return cls(**d)
 
 
 def combine_targets(refs: list[Reference]) -> Reference:
     """The references of several target columns as one: each MSE the mean over the columns (the MSE of a
-    several-output model is the mean of its columns' MSEs), every column's var(y) kept for the per-target
-    floors (:attr:`Reference.floor`); coefficients are the first column's. One column: returned as it is."""
+    several-output model is the mean of its columns' MSEs), every column's references kept (the per-target
+    floors of :attr:`Reference.floor`, :meth:`Reference.per_target`); coefficients are the first column's. One column: returned as it is."""
     from dataclasses import replace
 
     if len(refs) == 1:
@@ -108,7 +123,9 @@ def combine_targets(refs: list[Reference]) -> Reference:
     return replace(refs[0], mean_mse=float(np.mean([r.mean_mse for r in refs])),
                    linear_mse=float(np.mean([r.linear_mse for r in refs])),
                    nonlinear_mse=None if any(v is None for v in nonlinear) else float(np.mean(nonlinear)),
-                   target_mean_mse=tuple(float(r.mean_mse) for r in refs))
+                   target_mean_mse=tuple(float(r.mean_mse) for r in refs),
+                   target_linear_mse=tuple(float(r.linear_mse) for r in refs),
+                   target_nonlinear_mse=tuple(None if v is None else float(v) for v in nonlinear))
 
 
 #: rows per chunk of the streaming passes (bounded memory on millions of rows)

@@ -67,7 +67,7 @@ def load_and_diagnose(args):
     from ..model.multi_io import columns_as_inputs, input_columns_note
 
     X = columns_as_inputs(model, data.X, args.data) if model is not None else data.X
-    model_notes += input_columns_note(model)
+    model_notes += input_columns_note(model, data.X.ndim)
     probe = not args.no_probe
     bar = progress(None, "probe") if probe else None
     cb = (lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n))) if bar is not None else None

@@ -110,10 +110,10 @@ def run(args) -> int:
     from ..model.multi_io import columns_as_inputs, input_columns_note
 
     X = columns_as_inputs(model, data.X, args.data)  # several inputs: the columns feed them in order
-    model_notes += input_columns_note(model)
+    model_notes += input_columns_note(model, data.X.ndim)
     n_in = model.inputs[0].shape[-1] if len(getattr(model, "inputs", None) or []) == 1 else None
-    if n_in is not None and n_in != data.X.shape[1]:
-        raise InputError(f"the model takes {n_in} inputs but {args.data} has {data.X.shape[1]} feature columns: "
+    if n_in is not None and n_in != data.X.shape[-1]:  # the features of a row (of every step of a sequence)
+        raise InputError(f"the model takes {n_in} inputs but {args.data} has {data.X.shape[-1]} feature columns: "
                          "check --target and the model")
     n_out = model.outputs[0].shape[-1] if len(getattr(model, "outputs", None) or []) == 1 else None
     if n_out is not None and n_targets > 1 and n_out != n_targets:

@@ -41,7 +41,8 @@ class Dataset:
 
     @property
     def finite_rows(self) -> np.ndarray:
-        return np.isfinite(self.X).all(axis=1) & np.isfinite(self.y.reshape(len(self.y), -1)).all(axis=1)
+        return (np.isfinite(self.X.reshape(len(self.X), -1)).all(axis=1)
+                & np.isfinite(self.y.reshape(len(self.y), -1)).all(axis=1))
 
     def dropna(self) -> tuple["Dataset", list[int]]:
         """A copy without the rows holding NaN/inf, and the dropped row numbers (0-based)."""
@@ -180,8 +181,11 @@ def _load_npz(path: str, target: str | None, several_targets: bool = False) -> D
     y = np.asarray(data[ykey])
     if X.ndim == 1:
         X = X.reshape(-1, 1)
-    if X.ndim != 2 or y.ndim == 0 or len(X) != len(y):
-        raise InputError(f"{path}: X must be 2-D with as many rows as y (X has shape {X.shape}, y has shape {y.shape})")
+    if X.ndim < 2 or y.ndim == 0 or len(X) != len(y):
+        raise InputError(f"{path}: X must have one row per value of y, as a table (n, features) or sequences "
+                         f"(n, steps, features) (X has shape {X.shape}, y has shape {y.shape})")
+    row_shape = X.shape[1:]
+    X = X.reshape(len(X), int(np.prod(row_shape)))  # sequences: checked as a table of their cells, then reshaped
     if len(y) < 2:
         raise InputError(f"{path} holds {len(y)} row(s): regression needs at least two (ideally many more)")
     import pandas as pd
@@ -195,11 +199,21 @@ def _load_npz(path: str, target: str | None, several_targets: bool = False) -> D
     frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
     if yy.shape[1] == 1:
         frame[ykey] = yy[:, 0]
-        return prepare_arrays(frame, ykey, path=path)
+        return _with_row_shape(prepare_arrays(frame, ykey, path=path), row_shape)
     names = [f"{ykey}{j}" for j in range(yy.shape[1])]
     for j, name in enumerate(names):
         frame[name] = yy[:, j]
-    return prepare_arrays(frame, names, path=path)
+    return _with_row_shape(prepare_arrays(frame, names, path=path), row_shape)
+
+
+def _with_row_shape(ds: Dataset, row_shape: tuple) -> Dataset:
+    """An .npz of sequences (or images): X back in its shape, one feature name per last-axis channel."""
+    if len(row_shape) == 1:
+        return ds
+    ds.X = ds.X.reshape((len(ds.X),) + tuple(row_shape))
+    ds.feature_names = [f"x{i}" for i in range(row_shape[-1])]
+    ds.notes.append(f"X holds {len(ds.X)} rows of shape {tuple(row_shape)} (sequences or images)")
+    return ds
 
 
 def prepare_arrays(frame, target: str | list[str], *, path: str | None = None) -> Dataset:

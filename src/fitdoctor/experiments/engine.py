@@ -83,7 +83,8 @@ def train_runs(model, X, y, specs: list[RunSpec], *, seed: int = 0, engine: str 
     results: list[RunResult | None] = [None] * total
     done = 0
 
-    reason = vectorized_unsupported_reason(base) if engine != "sequential" else "sequential engine requested"
+    reason = (vectorized_unsupported_reason(base, exact_batches=True) if engine != "sequential"
+              else "sequential engine requested")
     if engine == "vectorized" and reason:
         raise InputError(f"the vectorised engine cannot train this model: {reason}")
 

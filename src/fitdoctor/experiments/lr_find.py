@@ -27,6 +27,7 @@ from ..model.inspect import canonical_loss, read_training_config
 from ..reference import compute_reference
 from .compare import held_out_rows, val_sse
 from .engine import RunSpec, sweep_losses, train_runs
+from .replica_check import check_replica
 
 #: exponential moving average of the batch losses: s_t = b s_{t-1} + (1 - b) l_t, bias-corrected
 SMOOTHING = 0.9
@@ -121,7 +122,9 @@ class LRFinder:
     Attributes after :meth:`fit`: ``lrs_``, ``losses_`` (smoothed, first seed, cut where it
     diverged), ``raw_losses_``, ``suggestion_``, ``range_``, ``stable_``, ``suggestions_`` (one
     per seed), ``candidates_`` (per seed, every rule), ``diverged_at_`` (lr where the sweep
-    stopped, or None), ``engine_``; after :meth:`plot`: ``ax_``, ``figure_``.
+    stopped, or None), ``engine_``, ``replica_`` (:class:`~fitdoctor.experiments.replica_check.ReplicaCheck`:
+    the engine's replica checked against ``model.fit`` of a copy; when they disagree the sweep runs
+    with ``model.fit`` and ``notes_`` says so); after :meth:`plot`: ``ax_``, ``figure_``.
 
     Held-out check: ``validation_`` (how the held-out rows were chosen, in words), ``validation_kind_``,
     ``heldout_references_`` (mean predictor, least squares, nonlinear reference on those rows),
@@ -172,7 +175,11 @@ class LRFinder:
         T = int(self.steps)
         lrs = float(self.start_lr) * (float(self.end_lr) / float(self.start_lr)) ** (np.arange(T) / (T - 1))
         seeds = (int(self.seed), int(self.seed) + 1)
-        raw, self.engine_ = sweep_losses(model, X, y, spec, lrs, seeds=seeds, engine=self.engine)
+        # the replica check (issue 11 item 2): when the engine's copy of the model does not train as
+        # model.fit does, the sweep and its held-out check run with model.fit (sequential)
+        self.replica_ = check_replica(model, X, y, spec, seed=int(self.seed), engine=self.engine)
+        engine = "sequential" if self.replica_.sequential else self.engine
+        raw, self.engine_ = sweep_losses(model, X, y, spec, lrs, seeds=seeds, engine=engine)
         self.raw_losses_ = raw[0]
         self.candidates_: list[dict[str, float]] = []
         self.suggestions_: list[float] = []
@@ -199,15 +206,17 @@ class LRFinder:
         first, lowest = float(sm0[0]), float(np.nanmin(self.losses_))
         self.relative_drop_ = (first - lowest) / first if first > 0 else 0.0
         self.notes_ = self._notes(int(np.nanargmin(self.losses_)) == stop0 - 1)
+        if self.replica_.sequential:
+            self.notes_.append(self.replica_.note)
         # the level a line can show beside the curve: least squares, in the units the sweep trains in
         # (MSE on raw targets); only meaningful for the MSE loss on one target and 2-D inputs
         self.optimum_ = None
         if canonical_loss(cfg.loss) == "mse" and X.ndim == 2 and np.ndim(y) == 1 and not cfg.custom_loss:
             self.optimum_ = float(compute_reference(X, y, nonlinear=False, seed=int(self.seed)).effective_optimum(linear=True))
-        self._check_on_heldout(model, Xp, yp, plan, spec)
+        self._check_on_heldout(model, Xp, yp, plan, spec, engine)
         return self
 
-    def _check_on_heldout(self, model, Xp, yp, plan, spec: RunSpec) -> None:
+    def _check_on_heldout(self, model, Xp, yp, plan, spec: RunSpec, engine: str) -> None:
         """Train the range's ends and the suggestion on the plan's training rows (as many mini-batches as
         the sweep had steps) and measure them on its held-out rows."""
         from dataclasses import replace
@@ -221,7 +230,7 @@ class LRFinder:
             per_epoch = max(1, -(-len(tr) // spec.batch_size))
             epochs = max(1, -(-int(self.steps) // per_epoch))
             specs = [replace(spec, learning_rate=lr, epochs=epochs) for lr in lrs]
-            runs = train_runs(model, Xp[tr], yp[tr], specs, seed=int(self.seed), engine=self.engine)
+            runs = train_runs(model, Xp[tr], yp[tr], specs, seed=int(self.seed), engine=engine)
             sse += [val_sse(model, r, Xp[va], yp[va]) for r in runs]
             count += yp[va].size
         self.validation_losses_ = {lr: float(v) / max(count, 1) for lr, v in zip(lrs, sse)}
@@ -260,7 +269,7 @@ class LRFinder:
             "suggestions": self.suggestions_, "candidates": self.candidates_, "diverged_at": self.diverged_at_,
             "optimizer": self.config_.optimizer, "loss": self.config_.loss, "batch_size": self.config_.batch_size,
             "relative_drop": self.relative_drop_, "notes": self.notes_,
-            "engine": self.engine_, "lrs": self.lrs_, "losses": self.losses_,
+            "engine": self.engine_, "replica": self.replica_.to_dict(), "lrs": self.lrs_, "losses": self.losses_,
             "validation": {"how": self.validation_, "kind": self.validation_kind_,
                            "references": self.heldout_references_,
                            "losses": [{"learning_rate": lr, "val_mse": v} for lr, v in self.validation_losses_.items()],

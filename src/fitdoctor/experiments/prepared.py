@@ -126,13 +126,18 @@ def _batch_dependent_layers(model) -> list[str]:
     return found
 
 
-def vectorized_unsupported_reason(model) -> str | None:
-    """Why the vectorised engine cannot train ``model`` (None when it can)."""
+def vectorized_unsupported_reason(model, *, exact_batches: bool = False) -> str | None:
+    """Why the vectorised engine cannot train ``model`` (None when it can).
+
+    ``exact_batches``: the program trains every batch at its true size (:func:`train_runs` does: the
+    last, partial batch of an epoch is its own step for models with batch-dependent layers), so a
+    layer that mixes rows within a batch (BatchNormalization) sees what it sees in ``model.fit``.
+    The learning-rate sweep pads its batches and keeps refusing such layers."""
     keras = _keras()
     if keras.backend.backend() != "jax":
         return f"the vectorised engine needs the JAX backend (KERAS_BACKEND={keras.backend.backend()})"
     bad = _batch_dependent_layers(model)
-    if bad:
+    if bad and not exact_batches:
         return f"{bad[0]} mixes rows within a batch, which the vectorised engine does not reproduce"
     return None
 

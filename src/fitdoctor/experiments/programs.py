@@ -10,11 +10,22 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..model.inspect import architecture_signature
-from .prepared import _Data, _result
+from .prepared import _batch_dependent_layers, _Data, _result
 from .specs import RunResult, RunSpec
-from .stepper import _group_key, _make_stepper, _stack, shuffled_batches
+from .stepper import _group_key, _make_stepper, _stack, fused_coefficients, shuffled_batches
 
+#: XLA options for the engine's programs: they run for milliseconds, so compile time dominates.
+#: Measured on this CPU for the 16-run benchmark grid: compiling takes 0.32 s with XLA's defaults,
+#: 0.23 s at backend optimisation level 0, and 0.08 s when XLA's CPU fusion emitters are also
+#: turned off (the older elemental emitters generate less LLVM IR); the programs' run time is
+#: unchanged at this size. Tried in order; an XLA build that rejects an option gets the next set.
+#: ``xla_cpu_parallel_codegen_split_count=1``: XLA splits a program into several LLVM modules to
+#: generate code in parallel; for the engine's programs the split itself costs more than it saves
+#: (measured on this 2-core CPU, CPU seconds of one compilation: the 16-run income grid 0.133 ->
+#: 0.083 s, the 16-run MLP by-epoch program 0.69 -> 0.55 s; the same generated code)
+_ONE_MODULE = {"xla_cpu_parallel_codegen_split_count": 1}
 _COMPILER_OPTIONS = (
+    {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False, **_ONE_MODULE},
     {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False},
     {"xla_backend_optimization_level": 0},
     {},
@@ -27,7 +38,34 @@ _COMPILER_OPTIONS = (
 #: 20 epochs (work 2e9) 1.1-1.4 s vs 0.17 s, compiling 1.9-2.1 s instead of 1.5-2.5 s (a busy machine);
 #: the 16-run income grid (work 5e5) runs equally fast either way and compiles fastest at level 0.
 OPTIMISE_ABOVE_WORK = 1e8
-_OPTIMISED_COMPILER_OPTIONS = ({"xla_cpu_use_fusion_emitters": False}, {})
+#: Backend optimisation level 1 (not XLA's default 2) for them: the same numbers and as fast per step,
+#: compiled in less time (the MLP benchmark's by-epoch program: 0.42 -> 0.30 CPU seconds).
+_OPTIMISED_COMPILER_OPTIONS = (
+    {"xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emitters": False, **_ONE_MODULE},
+    {"xla_cpu_use_fusion_emitters": False},
+    {},
+)
+
+#: The per-epoch evaluations pass every row of every run forward at once, with (runs, rows, units)
+#: intermediates that stream through memory. With more than this many runs x rows they pass
+#: equal chunks of rows in a loop instead (at least EVAL_MIN_CHUNK rows a chunk), whose
+#: intermediates stay in cache; the MSE is then taken over all rows' outputs as before (the same
+#: numbers). Measured on this CPU, 16 runs of a 2-32-32-1 MLP on 10,000 rows: 24-39 ms an epoch's
+#: evaluation at once, 10-12 ms in chunks of 500 to 3,334 rows, fastest in the whole program with
+#: 10 chunks of 1,000 (the 10-epoch sweep: 0.87 s at once, 0.58 s in 5 chunks, 0.55 s in 10).
+EVAL_CHUNK_RUN_ROWS = 16_384
+EVAL_MIN_CHUNK = 1_024
+
+
+def _eval_chunks(n_rows: int, n_runs: int) -> int:
+    """How many equal chunks of rows the per-epoch evaluation of ``n_runs`` runs passes (1: all at once)."""
+    size = max(EVAL_MIN_CHUNK, EVAL_CHUNK_RUN_ROWS // max(int(n_runs), 1))
+    return -(-int(n_rows) // size) if n_rows >= 2 * size else 1
+
+
+def _group_clips(specs: list[RunSpec]) -> bool:
+    """Whether any run of a fused group clips its gradients (the program computes norms only then)."""
+    return any((fused_coefficients(s) or {}).get("clip", 0.0) > 0 for s in specs)
 
 
 #: ReduceLROnPlateau's default min_delta (Keras): an epoch loss counts as lower only by more than this
@@ -104,9 +142,11 @@ def _group_program(base, data: _Data, specs: list[RunSpec], seed: int, fused: bo
     """The vmapped training function of one group, its arguments, and how to turn outputs into results.
 
     ``by_epoch``: the function trains ONE epoch (arguments: the state, the epoch's batches and
-    the epoch number, 1-based); :func:`_run_by_epoch` calls it once per epoch, so one compiled
-    program serves every epoch count (successive halving's short rungs and the full runs of the
-    same candidates).
+    the epoch number, 1-based; epoch 0 trains nothing and measures the initial state);
+    :func:`_run_by_epoch` calls it for epochs 0, 1, ..., E, so one compiled program serves every
+    epoch count (successive halving's short rungs and the full runs of the same candidates).
+    Either way the program holds one evaluation of the curves, which epoch 0 runs on the initial
+    state (an evaluation costs compilation time: 0.08 s of the MLP benchmark's by-epoch program).
 
     With held-out rows (``data.Xv``) every epoch also measures each run's held-out MSE; with
     ``keep_best`` the state carries, per run, the weights of the epoch with the lowest held-out
@@ -123,6 +163,8 @@ def _group_program(base, data: _Data, specs: list[RunSpec], seed: int, fused: bo
     n, R = len(data.X), len(specs)
     E, B = int(spec0.epochs), int(spec0.batch_size)
     stepper = _make_stepper(base, spec0, fused)
+    if stepper.fused:
+        stepper.clips = _group_clips(specs)
     tv0, ntv0 = stepper.model_state()
     norms = [data.norm(s) for s in specs]
     xm = np.stack([a[0] for a in norms])
@@ -131,6 +173,9 @@ def _group_program(base, data: _Data, specs: list[RunSpec], seed: int, fused: bo
     ys = np.array([a[3] for a in norms], np.float32)
     lrs = np.array([s.learning_rate for s in specs], np.float32)
     idx, mask = shuffled_batches(n, B, E, seed)
+    # a layer that mixes rows within a batch (BatchNormalization) must not see the padding of the last
+    # batch: such models train that batch as its own step of n % B rows (as model.fit does)
+    last_rows = n % B if _batch_dependent_layers(base) else 0
     counts = mask.sum(axis=2)  # (E, S) real rows per batch
     has_val = data.Xv is not None
     if keep_best and not has_val:
@@ -146,7 +191,24 @@ def _group_program(base, data: _Data, specs: list[RunSpec], seed: int, fused: bo
         return stepper.full_mse(tv, ntv, X, Y, xm, xs, ym, ys)
 
     step_all = jax.vmap(step_one, in_axes=(0, 0, 0, 0, 0, 0, 0, None, None, None, None))
-    mse_all = jax.vmap(mse_one, in_axes=(0, 0, 0, 0, 0, 0, None, None))
+    mse_at_once = jax.vmap(mse_one, in_axes=(0, 0, 0, 0, 0, 0, None, None))
+    predict_all = jax.vmap(stepper.predict, in_axes=(0, 0, None, 0, 0))
+    mse_of_all = jax.vmap(stepper.mse_of, in_axes=(0, None, 0, 0))
+
+    def mse_all(tv, ntv, xm, xs, ym, ys, X, Y):
+        """Every run's MSE on all rows ``X``: at once, or the outputs in equal chunks of rows (see
+        EVAL_CHUNK_RUN_ROWS), the last chunk padded with copies of row 0 and its padding dropped."""
+        n_rows = X.shape[0]
+        k = _eval_chunks(n_rows, R)
+        if k == 1:
+            return mse_at_once(tv, ntv, xm, xs, ym, ys, X, Y)
+        size = -(-n_rows // k)
+        pad = k * size - n_rows
+        Xp = jnp.concatenate([X, jnp.broadcast_to(X[:1], (pad,) + X.shape[1:])]) if pad else X
+        chunks = jnp.reshape(Xp, (k, size) + X.shape[1:])
+        _, pred = jax.lax.scan(lambda c, xc: (c, predict_all(tv, ntv, xc, xm, xs)), (), chunks)  # (k, R, size, ...)
+        pred = jnp.reshape(jnp.moveaxis(pred, 0, 1), (R, k * size) + pred.shape[3:])
+        return mse_of_all(pred[:, :n_rows] if pad else pred, Y, ym, ys)
 
     def evaluate(tv, ntv, xm, xs, ym, ys, X, Y, V):
         """Training MSE and held-out MSE (a NaN array without held-out rows), per run."""
@@ -160,24 +222,37 @@ def _group_program(base, data: _Data, specs: list[RunSpec], seed: int, fused: bo
             return best
         btv, bntv, bval, bep = best
         score = jnp.where(jnp.isfinite(vmse), vmse, jnp.inf)
-        better = score < bval
+        better = (score < bval) & (ep > 0)  # epoch 0: the initial state, never kept
         return ([_where_runs(better, a, b) for a, b in zip(tv, btv)],
                 [_where_runs(better, a, b) for a, b in zip(ntv, bntv)],
                 jnp.where(better, score, bval), jnp.where(better, ep, bep))
 
     def train_epoch(state, best, cbs, lr, cbp, xm, xs, ym, ys, X, Y, V, ib, mb, cnt, ep):
-        """One epoch of every run: batches, the callbacks at its end, its curves."""
-        tv, ntv, ov = state
-        ov = jax.vmap(stepper.with_lr)(ov, cbs["lr"] if cbs else lr)  # idempotent without ReduceLROnPlateau
+        """Epoch ``ep`` of every run (batches, the callbacks at its end), then its curves; epoch 0
+        trains nothing: its curves are the initial state's (one evaluation in the program)."""
+        def train(state, cbs):
+            tv, ntv, ov = state
+            ov = jax.vmap(stepper.with_lr)(ov, cbs["lr"] if cbs else lr)  # idempotent without ReduceLROnPlateau
 
-        def batch(carry, inp):
-            tv, ntv, ov = carry
-            tv, ntv, ov, values = step_all(tv, ntv, ov, xm, xs, ym, ys, X, Y, inp[0], inp[1])
-            return (tv, ntv, ov), values
+            def batch(carry, inp):
+                tv, ntv, ov = carry
+                tv, ntv, ov, values = step_all(tv, ntv, ov, xm, xs, ym, ys, X, Y, inp[0], inp[1])
+                return (tv, ntv, ov), values
 
-        new, values = jax.lax.scan(batch, (tv, ntv, ov), (ib, mb))  # values: (S, R)
-        ep_loss = jnp.sum(values * cnt[:, None], axis=0) / jnp.sum(cnt)
-        new, cbs = _after_epoch(cbs, cbp, (tv, ntv, ov), new, ep_loss, ep)
+            if last_rows:  # batch-dependent layers: the partial last batch is a step of its true size
+                new, values = jax.lax.scan(batch, (tv, ntv, ov), (ib[:-1], mb[:-1]))
+                new, last = batch(new, (ib[-1, :last_rows], mb[-1, :last_rows]))
+                values = jnp.concatenate([values, last[None]])
+            else:
+                new, values = jax.lax.scan(batch, (tv, ntv, ov), (ib, mb))  # values: (S, R)
+            ep_loss = jnp.sum(values * cnt[:, None], axis=0) / jnp.sum(cnt)
+            new, cbs = _after_epoch(cbs, cbp, (tv, ntv, ov), new, ep_loss, ep)
+            return new, cbs, ep_loss.astype(jnp.float32)
+
+        def untrained(state, cbs):
+            return state, cbs, jnp.zeros(R, jnp.float32)
+
+        new, cbs, ep_loss = jax.lax.cond(ep > 0, train, untrained, state, cbs)
         mse, vmse = evaluate(new[0], new[1], xm, xs, ym, ys, X, Y, V)
         return new, keep(best, new[0], new[1], vmse, ep), cbs, ep_loss, mse, vmse
 
@@ -189,11 +264,13 @@ def _group_program(base, data: _Data, specs: list[RunSpec], seed: int, fused: bo
                                                                ib, mb, cnt, ep)
             return (state, best, cbs), (ep_loss, mse, vmse)
 
-        mse0, vmse0 = evaluate(tv, ntv, xm, xs, ym, ys, X, Y, V)
-        epochs = jnp.arange(1, idx.shape[0] + 1, dtype=jnp.int32)
+        # epochs 0 (the initial state's curves; its batches, a copy of epoch 1's, are not used), 1, ..., E
+        first = (idx[:1], mask[:1], counts[:1])
+        batches = tuple(jnp.concatenate([a0, a]) for a0, a in zip(first, (idx, mask, counts)))
+        epochs = jnp.arange(0, idx.shape[0] + 1, dtype=jnp.int32)
         ((tv, ntv, ov), best, cbs), (losses, mses, vmses) = jax.lax.scan(epoch, ((tv, ntv, ov), best, cbs),
-                                                                         (idx, mask, counts, epochs))
-        return tv, ntv, losses.T, mses.T, mse0, vmses.T, vmse0, best, cbs
+                                                                         batches + (epochs,))
+        return tv, ntv, losses[1:].T, mses[1:].T, mses[0], vmses[1:].T, vmses[0], best, cbs
 
     best0 = ((_stack(tv0, R), _stack(ntv0, R), np.full(R, np.inf, np.float32), np.zeros(R, np.int32))
              if keep_best else ())
@@ -201,16 +278,11 @@ def _group_program(base, data: _Data, specs: list[RunSpec], seed: int, fused: bo
             xm, xs, ym, ys, data.X, data.y, V, idx, mask, counts)
     if by_epoch:
         def fn_epoch(tv, ntv, ov, best, cbs, lr, cbp, xm, xs, ym, ys, X, Y, V, ib, mb, cnt, ep):
-            """One epoch (the program of every epoch count): the state in, the state and its curves out."""
-            def initial():
-                return evaluate(tv, ntv, xm, xs, ym, ys, X, Y, V)
-
-            shapes = jax.eval_shape(initial)
-            mse0, vmse0 = jax.lax.cond(ep == 1, initial,
-                                       lambda: tuple(jnp.zeros(a.shape, a.dtype) for a in shapes))
+            """One epoch (the program of every epoch count; epoch 0: none, the initial state's curves):
+            the state in, the state and its curves out."""
             (tv, ntv, ov), best, cbs, ep_loss, mse, vmse = train_epoch((tv, ntv, ov), best, cbs, lr, cbp, xm, xs, ym,
                                                                        ys, X, Y, V, ib, mb, cnt, ep)
-            return tv, ntv, ov, best, cbs, ep_loss, mse, mse0, vmse, vmse0
+            return tv, ntv, ov, best, cbs, ep_loss, mse, vmse
 
         fn = fn_epoch
 
@@ -263,7 +335,8 @@ def _program_key(kind: str, base, groups: list[list[RunSpec]], args, fused: Sequ
     leaves = jax.tree_util.tree_leaves(args)
     fused = list(fused) if fused is not None else [False] * len(groups)
     return (kind, signature, tuple((_group_key(g[0], f), len(g)) for g, f in zip(groups, fused)),
-            tuple((tuple(np.shape(a)), str(getattr(a, "dtype", type(a)))) for a in leaves))
+            tuple((tuple(np.shape(a)), str(getattr(a, "dtype", type(a)))) for a in leaves),
+            tuple(f and _group_clips(g) for g, f in zip(groups, fused)))  # fused programs without norms
 
 
 @contextlib.contextmanager
@@ -326,7 +399,6 @@ def _run_by_epoch(base, data: _Data, groups: list[list[RunSpec]], seed: int,
     """Train all groups (one epoch count) with one compiled one-epoch program, called once per epoch
     (and no more once EarlyStopping has stopped every run)."""
     import jax
-    import jax.numpy as jnp
 
     programs = [_group_program(base, data, specs, seed, f, by_epoch=True, keep_best=keep_best)
                 for specs, f in zip(groups, fused)]
@@ -347,20 +419,22 @@ def _run_by_epoch(base, data: _Data, groups: list[list[RunSpec]], seed: int,
     compiled = _cached_compile(all_groups, args0, key, optimise=True, donate=(0,))  # the state is replaced each epoch
     curves = [([], [], []) for _ in programs]  # per group: training loss, MSE, held-out MSE per epoch
     first = [None] * len(programs)
-    for e in range(E):
-        outs = compiled(state, fixed, [tuple(a[e] for a in b) for b in batches], np.int32(e + 1))
+    for e in range(E + 1):  # epoch 0 trains nothing: the initial state's curves
+        outs = compiled(state, fixed, [tuple(a[max(e - 1, 0)] for a in b) for b in batches], np.int32(e))
         state = [o[:5] for o in outs]
         for g, o in enumerate(outs):
-            for curve, value in zip(curves[g], (o[5], o[6], o[8])):
-                curve.append(value)
             if e == 0:
-                first[g] = (o[7], o[9])
-        if all("stopped" in st[4] for st in state) and all(bool(np.all(np.asarray(st[4]["stopped"]))) for st in state):
+                first[g] = (o[6], o[7])
+                continue
+            for curve, value in zip(curves[g], (o[5], o[6], o[7])):
+                curve.append(value)
+        if e and all("stopped" in st[4] for st in state) and all(bool(np.all(np.asarray(st[4]["stopped"])))
+                                                                 for st in state):
             break  # EarlyStopping stopped every run
     results = []
     for g, p in enumerate(programs):
         tv, ntv, _, best, cbs = state[g]
-        losses, mses, vmses = (jnp.stack(c).T for c in curves[g])
+        losses, mses, vmses = (np.stack([np.asarray(v) for v in c]).T for c in curves[g])  # numpy: no program
         results.append(p[2]((tv, ntv, losses, mses, first[g][0], vmses, first[g][1], best, cbs)))
     return results
 

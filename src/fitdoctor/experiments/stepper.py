@@ -8,7 +8,8 @@ from typing import Sequence
 import numpy as np
 
 from ..model.inspect import canonical_loss
-from .specs import RunSpec, _keras, make_optimizer, per_sample_loss
+from ..model.replica import call_takes_training
+from .specs import RunSpec, _keras, _optimizer_kind, make_optimizer, per_sample_loss
 
 
 def _group_key(spec: RunSpec, fused: bool = False):
@@ -50,6 +51,7 @@ class _Stepper:
         self.opt = optimizer
         self.loss_fn = loss_fn
         optimizer.build(base.trainable_variables)
+        self.takes_training = call_takes_training(base)
         self.lr_pos = [i for i, v in enumerate(optimizer.variables)
                        if v is getattr(optimizer, "_learning_rate", None) or v.name == "learning_rate"]
         schedule = isinstance(getattr(optimizer, "_learning_rate", None),
@@ -60,6 +62,12 @@ class _Stepper:
             raise RuntimeError("cannot locate the optimizer's learning-rate variable")
         else:
             self.lr_pos = self.lr_pos[0]
+
+    def _mode(self, training: bool) -> dict:
+        """``training=`` for the model's ``call`` when it takes one: ``stateless_call`` passes its keywords to
+        ``call`` itself, and Keras's own JAX trainer passes ``training`` only to a ``call`` that accepts it
+        (a subclassed model whose ``call(self, x)`` takes none failed here with a TypeError)."""
+        return {"training": training} if self.takes_training else {}
 
     def model_state(self):
         tv = [v.value for v in self.base.trainable_variables]
@@ -92,7 +100,7 @@ class _Stepper:
         import jax.numpy as jnp
 
         def objective(tv_):
-            pred, ntv2, losses = self.base.stateless_call(tv_, ntv, xb, training=True, return_losses=True)
+            pred, ntv2, losses = self.base.stateless_call(tv_, ntv, xb, return_losses=True, **self._mode(True))
             per = jnp.reshape(self.loss_fn(yb, pred), (xb.shape[0], -1)).mean(axis=1)
             per = jnp.where(mb > 0, per, 0.0)
             value = jnp.sum(per) / jnp.maximum(jnp.sum(mb), 1.0)
@@ -106,9 +114,18 @@ class _Stepper:
 
     def full_mse(self, tv, ntv, X, y, xm, xs, ym, ys):
         """MSE on all rows, in original target units (inference mode)."""
+        return self.mse_of(self.predict(tv, ntv, X, xm, xs), y, ym, ys)
+
+    def predict(self, tv, ntv, X, xm, xs):
+        """The model's output for rows ``X`` (standardised with ``xm``/``xs``), inference mode, scaled units."""
+        pred, _ = self.base.stateless_call(tv, ntv, (X - xm) / xs, **self._mode(False))
+        return pred
+
+    @staticmethod
+    def mse_of(pred, y, ym, ys):
+        """MSE of :meth:`predict`'s output against ``y``, in original target units."""
         import jax.numpy as jnp
 
-        pred, _ = self.base.stateless_call(tv, ntv, (X - xm) / xs, training=False)
         pred = jnp.reshape(pred, y.shape) * ys + ym
         return jnp.mean((pred - y) ** 2)
 
@@ -146,15 +163,12 @@ def _fused_coefficients(optimizer: str, clipnorm: float | None, momentum: float,
                         optimizer_config: str | None = None) -> dict[str, float] | None:
     """Coefficients of the fused rule, or None when the optimizer has any setting the rule cannot
     express (then Keras's own ``stateless_apply`` runs it)."""
-    opt = make_optimizer(RunSpec(optimizer=optimizer, clipnorm=clipnorm, momentum=momentum,
-                                 optimizer_config=optimizer_config))
-    cfg = opt.get_config()
+    kind, cfg = _optimizer_kind(optimizer, clipnorm, momentum, optimizer_config)
     if any(cfg.get(k) for k in ("clipvalue", "global_clipnorm", "weight_decay", "use_ema",
                                 "gradient_accumulation_steps", "loss_scale_factor")):
         return None
     if isinstance(cfg.get("learning_rate"), dict) or not isinstance(cfg.get("learning_rate"), (int, float)):
         return None  # a learning-rate schedule
-    kind = type(opt).__name__
     c = {"lr": float(cfg["learning_rate"]), "b1": 0.0, "keep": 0.0, "add": 0.0, "eps_in": 0.0, "eps_out": 0.0,
          "bias": 0.0, "scale": 1.0, "clip": float(cfg.get("clipnorm") or 0.0), "v0": 0.0}
     if kind == "Adam" and not cfg.get("amsgrad"):
@@ -171,13 +185,18 @@ def _fused_coefficients(optimizer: str, clipnorm: float | None, momentum: float,
 
 
 class _FusedStepper(_Stepper):
-    """A step with the fused update rule: the optimizer is data (per-run coefficients), not code."""
+    """A step with the fused update rule: the optimizer is data (per-run coefficients), not code.
+
+    ``clips``: whether any run of the program clips its gradients (``clipnorm``); when none does the
+    program leaves out the per-tensor norms (the same numbers: clipping selects ``g`` unchanged then)."""
 
     fused = True
+    clips = True
 
     def __init__(self, base, loss_fn):
         self.base = base
         self.loss_fn = loss_fn
+        self.takes_training = call_takes_training(base)
 
     def _state(self, coef: dict[str, float]):
         tv, _ = self.model_state()
@@ -201,18 +220,32 @@ class _FusedStepper(_Stepper):
         return {**ov, "c": c}
 
     def update(self, ov, grads, tv):
+        """The rule above, per run (under ``vmap``). Written with ``jax.lax`` primitives, not
+        ``jax.numpy``: the same operations in the same order (the same numbers), but each jax.numpy
+        call is a jitted function whose tracing costs far more (measured: 21 ms of the income
+        grid's 0.2 s first call went to tracing this update with jax.numpy)."""
         import jax.numpy as jnp
+        from jax import lax
 
-        c, t = ov["c"], ov["t"] + 1.0
-        alpha = c["lr"] * c["scale"] * jnp.where(c["bias"] > 0, jnp.sqrt(1.0 - c["keep"] ** t) / (1.0 - c["b1"] ** t), 1.0)
+        one, zero = np.float32(1.0), np.float32(0.0)
+        c, t = ov["c"], lax.add(ov["t"], one)
+
+        def each(scalar, like):  # a per-run coefficient, broadcast to a weight tensor's shape
+            return lax.broadcast_in_dim(scalar, np.shape(like), ())
+
+        correction = lax.div(lax.sqrt(lax.sub(one, lax.pow(c["keep"], t))), lax.sub(one, lax.pow(c["b1"], t)))
+        alpha = lax.mul(lax.mul(c["lr"], c["scale"]), lax.select(lax.gt(c["bias"], zero), correction, one))
         new_w, new_m, new_v = [], [], []
         for w, g, m, v in zip(tv, grads, ov["m"], ov["v"]):
-            g = g.astype(w.dtype)
-            norm = jnp.sqrt(jnp.sum(g * g))
-            g = jnp.where(c["clip"] > 0, g * c["clip"] / jnp.maximum(norm, c["clip"]), g)
-            m = m + (g - m) * (1.0 - c["b1"])
-            v = c["keep"] * v + c["add"] * g * g
-            new_w.append(w - alpha * m / (jnp.sqrt(v + c["eps_in"]) + c["eps_out"]))
+            g = lax.convert_element_type(g, w.dtype)
+            if self.clips:
+                norm = jnp.sqrt(jnp.sum(g * g))
+                g = jnp.where(c["clip"] > 0, g * c["clip"] / jnp.maximum(norm, c["clip"]), g)
+            m = lax.add(m, lax.mul(lax.sub(g, m), each(lax.sub(one, c["b1"]), m)))
+            v = lax.add(lax.mul(each(c["keep"], v), v), lax.mul(lax.mul(each(c["add"], g), g), g))
+            step = lax.div(lax.mul(each(alpha, m), m),
+                           lax.add(lax.sqrt(lax.add(v, each(c["eps_in"], v))), each(c["eps_out"], v)))
+            new_w.append(lax.sub(w, step))
             new_m.append(m)
             new_v.append(v)
         return new_w, {"m": new_m, "v": new_v, "t": t, "c": c}
@@ -233,10 +266,3 @@ def _make_stepper(base, spec: RunSpec, fused: bool) -> _Stepper:
 def _stack(values: list, n: int) -> list[np.ndarray]:
     """``n`` copies of each array, stacked on a new first axis (numpy: no device program)."""
     return [np.ascontiguousarray(np.broadcast_to(np.asarray(v), (n,) + tuple(np.shape(v)))) for v in values]
-
-
-#: XLA options for the engine's programs: they run for milliseconds, so compile time dominates.
-#: Measured on this CPU for the 16-run benchmark grid: compiling takes 0.32 s with XLA's defaults,
-#: 0.23 s at backend optimisation level 0, and 0.08 s when XLA's CPU fusion emitters are also
-#: turned off (the older elemental emitters generate less LLVM IR); the programs' run time is
-#: unchanged at this size. Tried in order; an XLA build that rejects an option gets the next set.

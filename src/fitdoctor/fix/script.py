@@ -252,6 +252,28 @@ def _io_helpers(layout) -> list[str]:
     return L
 
 
+def _custom_class_imports(model) -> list[str]:
+    """Imports of the modules that register the user's own model and layer classes (a subclassed model):
+    ``load_model`` of the architecture file needs them."""
+    if model is None:
+        return []
+    from ..model.replica import walk_layers
+
+    lines, seen = [], set()
+    for obj in [model] + walk_layers(model):
+        cls = type(obj)
+        mod = cls.__module__ or ""
+        if mod.split(".")[0] == "keras" or (mod, cls.__name__) in seen:
+            continue
+        seen.add((mod, cls.__name__))
+        if mod == "__main__":
+            lines.append(f"# your class `{cls.__name__}` was defined in your script: define or import it here, "
+                         "registered with @keras.saving.register_keras_serializable(), before loading")
+        else:
+            lines.append(f"import {mod}  # registers your class `{cls.__name__}` (load_model needs it)")
+    return lines
+
+
 def render_fix_script(rep, *, data_file: str | None = None) -> str:
     """The source of ``fix.py`` for the :class:`~fitdoctor.fix.Repair` ``rep``."""
     r = rep.recipe
@@ -319,6 +341,7 @@ def render_fix_script(rep, *, data_file: str | None = None) -> str:
                   "# inside one that takes the inputs' values side by side and gives the outputs' columns side by side"]
         else:
             L += ["# the (modified) architecture with its starting weights, saved beside this script"]
+        L += _custom_class_imports(getattr(rep, "_arch_model", None))
         L += ["core = keras.saving.load_model(os.path.join(HERE, 'initial_model.keras'), compile=False)"]
     layout = getattr(rep, "io_layout", None)  # a model with several inputs or outputs (model.multi_io)
     several_in = layout is not None and layout.several_inputs

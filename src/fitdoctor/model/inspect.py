@@ -425,7 +425,31 @@ def architecture_signature(model) -> str:
     import json
 
     shapes = [(tuple(v.shape), str(v.dtype), bool(v.trainable)) for v in model.variables]
-    return json.dumps(_without_names(model.get_config()), sort_keys=True, default=str) + repr(shapes)
+    return (json.dumps(_without_names(model.get_config()), sort_keys=True, default=str) + repr(shapes)
+            + _derived_state_digest(model))
+
+
+def _derived_state_digest(model) -> str:
+    """A digest of the variables of layers that compute constants from them (``finalize_state``:
+    an adapted ``Normalization`` keeps its mean and variance as tensors, not variables). A compiled
+    program closes over those constants, so two such models share a program only when those
+    variables are equal (measured: a Normalization adapted on other data reused a program and
+    diverged where model.fit reached 12.3)."""
+    import hashlib
+
+    import keras
+
+    from .replica import walk_layers
+
+    digest = hashlib.sha1()
+    # Keras >= 3.1x has no Layer.finalize_state (only the preprocessing layers define it): without
+    # this getattr every signature raised and the engine's program cache never hit
+    base = getattr(keras.layers.Layer, "finalize_state", None)
+    for layer in walk_layers(model):
+        if getattr(type(layer), "finalize_state", base) not in (None, base):
+            for v in layer.variables:
+                digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(v)).tobytes())
+    return digest.hexdigest()
 
 
 #: layers that transform inputs without learning (what the first trainable layer sees is their output)

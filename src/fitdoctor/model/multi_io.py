@@ -361,6 +361,8 @@ def columns_as_inputs(model, X: np.ndarray, where: str = "the data"):
     if not is_multi_io(model) or not layout_of(model).several_inputs:
         return X
     layout = layout_of(model)
+    if X.ndim > 2:
+        return _channels_as_inputs(layout, X, where)
     sizes = layout.input_sizes
     if X.shape[1] != sum(sizes):
         raise InputError(f"the model's inputs ({', '.join(f'{n} {s}' for n, s in zip(layout.input_names, layout.input_shapes))}) "
@@ -373,13 +375,33 @@ def columns_as_inputs(model, X: np.ndarray, where: str = "the data"):
     return out
 
 
-def input_columns_note(model) -> list[str]:
-    """The line that says how a table's columns were fed to a several-input model (empty otherwise)."""
+def _channels_as_inputs(layout, X: np.ndarray, where: str) -> list:
+    """Sequences (or images) for several inputs: each input takes its channels (last axis) in order."""
+    shapes = [tuple(s) for s in layout.input_shapes]
+    fits = all(len(s) == X.ndim - 1 and s[:-1] == X.shape[1:-1] for s in shapes) and \
+        sum(s[-1] for s in shapes) == X.shape[-1]
+    if not fits:
+        raise InputError(f"the model's inputs ({', '.join(f'{n} {s}' for n, s in zip(layout.input_names, shapes))}) "
+                         f"cannot be cut from {where}'s rows of shape {X.shape[1:]}: give rows of shape "
+                         f"{X.shape[1:-1] + (sum(s[-1] for s in shapes),)} whose last axis holds the inputs' channels in order")
+    out, start = [], 0
+    for s in shapes:
+        out.append(X[..., start:start + s[-1]])
+        start += s[-1]
+    return out
+
+
+def input_columns_note(model, ndim: int = 2) -> list[str]:
+    """The line that says how a table's columns (``ndim`` 2) or the channels of sequences (``ndim`` > 2) were
+    fed to a several-input model (empty otherwise)."""
     if not is_multi_io(model) or not layout_of(model).several_inputs:
         return []
     layout = layout_of(model)
+    what = "channels" if ndim > 2 else "columns"
+    sizes = [int(s[-1]) for s in layout.input_shapes] if ndim > 2 else layout.input_sizes
     parts, start = [], 0
-    for name, size in zip(layout.input_names, layout.input_sizes):
-        parts.append(f"{name} <- columns {start + 1}-{start + size}")
+    for name, size in zip(layout.input_names, sizes):
+        parts.append(f"{name} <- {what} {start + 1}-{start + size}")
         start += size
-    return [f"the feature columns feed the model's {len(parts)} inputs in order ({'; '.join(parts)})"]
+    where = "the last axis's channels" if ndim > 2 else "the feature columns"
+    return [f"{where} feed the model's {len(parts)} inputs in order ({'; '.join(parts)})"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from .text import fmt, optimum_is_zero, summary_line
+from .text import fmt, optimum_is_zero, summary_line, target_labels
 
 
 def render_report_markdown(report) -> str:
@@ -17,6 +17,13 @@ def render_report_markdown(report) -> str:
         if report.gap is not None and not optimum_is_zero(report) and report.gap != float("inf"):
             out.append(f"| probe run (final) | {fmt(report.probe['final_loss'])} ({fmt(report.gap)}x the optimum) |")
         out.append("")
+        if ref.n_targets > 1:  # the rows above are means over the targets
+            out += ["Per target:", "", "| target | mean predictor (var y) | least squares | nonlinear reference |",
+                    "|---|---|---|---|"]
+            out += [f"| {name} | {fmt(r['mean_mse'])} | {fmt(r['linear_mse'])} | "
+                    f"{'n/a' if r['nonlinear_mse'] is None else fmt(r['nonlinear_mse'])} |"
+                    for name, r in zip(target_labels(report), ref.per_target())]
+            out.append("")
     if report.notes:
         out += ["## Notes", ""] + [f"- {n}" for n in report.notes] + [""]
     if report.findings:

@@ -63,6 +63,9 @@ def reference_line(report) -> str | None:
     if ref.nonlinear_mse is not None:
         parts.append(f"nonlinear reference {fmt(ref.nonlinear_mse)}")
     line = "Reference MSE: " + ", ".join(parts)
+    if ref.n_targets > 1:
+        line += " (means over the targets; " + "; ".join(
+            f"{name}: {_reference_triple(r)}" for name, r in zip(target_labels(report), ref.per_target())) + ")"
     final = (report.probe or {}).get("final_loss")
     if final is not None and optimum_is_zero(report):
         line += (f"; probe ended at {fmt(final)} (the optimum is 0: the targets are an exact linear function "
@@ -72,6 +75,18 @@ def reference_line(report) -> str | None:
     elif final is not None:
         line += f"; probe ended at {fmt(final)} (diverged)"
     return line
+
+
+def target_labels(report) -> list[str]:
+    """The target columns' names (y0, y1, ... where the data did not name them)."""
+    ref = report.reference
+    names = str((report.data or {}).get("target_name") or "").split(",")
+    return names if len(names) == ref.n_targets else [f"y{j}" for j in range(ref.n_targets)]
+
+
+def _reference_triple(r: dict) -> str:
+    text = f"mean {fmt(r['mean_mse'])}, least squares {fmt(r['linear_mse'])}"
+    return text + (f", nonlinear {fmt(r['nonlinear_mse'])}" if r["nonlinear_mse"] is not None else "")
 
 
 #: an optimum below this fraction of the variance of the targets counts as 0 (rounding error)
