@@ -90,8 +90,11 @@ def test_one_model_of_each_body_kind_on_tensorflow(tmp_path):
     assert set(out) == set(CASES)
     for body, res in out.items():
         assert res["same"], body  # weights, optimizer variables and settings of the user's model
-        # the engine reproduced model.fit wherever it checked (Huber(delta=2) once lost its delta on the way)
-        assert res["replica"] is None or res["replica"]["agrees"] is True, (body, res["replica"])
+        # the engine reproduced model.fit wherever it checked (Huber(delta=2) once lost its delta on the way);
+        # a body with Dropout is not checked (random masks differ), and says so
+        replica = res["replica"]
+        assert replica is None or replica["agrees"] is True or (
+            replica["agrees"] is None and "Dropout" in replica["check"]), (body, replica)
         assert res["compare_engines"] and all(e in ("vectorized", "sequential") for e in res["compare_engines"])
         assert res["lr"] > 0 and res["monitor_epochs"] == 3
         assert res["after"] < res["before"], body  # the faulty twin (targets x 1e4 + 1e4) got better
