@@ -138,13 +138,9 @@ def train_runs(model, X, y, specs: list[RunSpec], *, seed: int = 0, engine: str 
 
 def _takes_options(run: Callable) -> bool:
     """Whether an executor's ``run`` accepts ``validation_data``/``keep_best`` (``**options``)."""
-    import inspect
+    from ..model.replica import accepts_keyword
 
-    try:
-        params = inspect.signature(run).parameters.values()
-    except (TypeError, ValueError):
-        return True
-    return any(p.kind is p.VAR_KEYWORD or p.name == "validation_data" for p in params)
+    return accepts_keyword(run, "validation_data")
 
 
 #: a replica is trusted when its first-epoch training loss agrees with a plain ``model.fit`` of a copy

@@ -212,10 +212,16 @@ def call_takes_training(model) -> bool:
 
     ``stateless_call`` passes its keywords to ``call`` itself, and Keras's own JAX trainer passes
     ``training`` only to a ``call`` that accepts it."""
+    return accepts_keyword(model.call, "training")
+
+
+def accepts_keyword(fn, name: str) -> bool:
+    """Whether ``fn`` accepts the keyword ``name`` (by name or through ``**kwargs``; True when its
+    signature cannot be read)."""
     import inspect
 
     try:
-        params = inspect.signature(model.call).parameters.values()
+        params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
         return True
-    return any(p.name == "training" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
